@@ -1,0 +1,36 @@
+"""The ``fhir-so`` command line: one click group; each command module only parses and calls the library.
+
+Commands live in one module per group of commands (convert, server, validate, profiles,
+exchange) so that each stays small; this module only assembles them.
+"""
+
+from __future__ import annotations
+
+import click
+
+from fhir_so import __version__
+from fhir_so.cli import convert
+
+_COMMAND_MODULES = (convert,)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="fhir-so")
+def cli() -> None:
+    """Carry a medical second opinion across FHIR R4 servers.
+
+    \b
+    Exit codes: 0 done; 1 validation failed or consent forbids the step;
+    2 bad input or usage; 3 the server or the network failed.
+    Logs go to stderr; --json results to stdout.
+    """
+
+
+for _module in _COMMAND_MODULES:
+    for _command in _module.COMMANDS:
+        cli.add_command(_command)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="fhir-so")

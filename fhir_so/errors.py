@@ -1,0 +1,158 @@
+"""The exception hierarchy of fhir-so, and the exit code each one maps to.
+
+Every error the library raises on purpose derives from :class:`FhirSoError`; the CLI turns
+it into a message and its ``exit_code`` (0 done, 1 refused, 2 bad input, 3 server failed)::
+
+    FhirSoError                      exit 3 unless a subclass says otherwise
+    ├── InputError                   exit 2: bad file, bad JSON, breaks a schema; names file and place
+    │   ├── ProfileError             a StructureDefinition or package that cannot be used
+    │   └── ToolMissingError         a JDK, Maven or npm needed for a step is not installed
+    ├── RefusedError                 exit 1: the step is not allowed
+    │   ├── ConsentError             consent is missing, expired, revoked or does not cover the step
+    │   └── ValidationFailed         a resource failed validation (carries the OperationOutcome)
+    └── ServerError                  exit 3: the FHIR server or the network failed
+        ├── TransportError           connection refused or dropped, timeout, TLS (after retries)
+        ├── CapabilityError          the server cannot do what is asked (no transaction, not R4)
+        ├── LocalServerError         the local HAPI server did not build, start or stop
+        └── HttpError                a non-2xx answer; carries status, url and OperationOutcome
+            ├── AuthError            401 / 403
+            ├── NotFoundError        404 / 410
+            ├── PreconditionFailed   409 / 412: a concurrent change (ETag mismatch)
+            └── UnsafeUrlError       a URL outside the configured server's origin was refused
+
+Messages never contain secrets: the client builds them from the method, the URL without its
+query string's credentials, the status and the OperationOutcome's text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class FhirSoError(Exception):
+    """Base of every error fhir-so raises on purpose."""
+
+    exit_code: int = 3
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InputError(FhirSoError):
+    """Bad input: the message names the file and the place in it (a JSON path)."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, source: str | None = None, location: str | None = None) -> None:
+        self.source = source
+        self.location = location
+        where = ""
+        if source:
+            where += f"{source}: "
+        if location:
+            where += f"at {location}: "
+        super().__init__(where + message)
+        self.detail = message
+
+
+class ProfileError(InputError):
+    """A profile, StructureDefinition or FHIR package that cannot be used."""
+
+
+class ToolMissingError(InputError):
+    """An external program needed for a step (java, mvn, npm) is not installed."""
+
+
+class RefusedError(FhirSoError):
+    """The step is not allowed (exit 1)."""
+
+    exit_code = 1
+
+
+class ConsentError(RefusedError):
+    """Consent is missing, inactive, expired, revoked, or does not cover the step."""
+
+
+class ValidationFailed(RefusedError):
+    """Validation found errors; ``outcome`` is the OperationOutcome as a dict."""
+
+    def __init__(self, message: str, *, outcome: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.outcome = outcome
+
+
+class ServerError(FhirSoError):
+    """The FHIR server or the network failed (exit 3)."""
+
+    exit_code = 3
+
+
+class TransportError(ServerError):
+    """No usable answer: connection refused or dropped, timeout, TLS failure."""
+
+
+class CapabilityError(ServerError):
+    """The server cannot do what is asked (not FHIR R4, no transaction support, ...)."""
+
+
+class LocalServerError(ServerError):
+    """The local HAPI FHIR server did not build, start or stop."""
+
+
+class HttpError(ServerError):
+    """A non-2xx answer. Carries the status, method, URL and the server's OperationOutcome."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        method: str = "",
+        url: str = "",
+        outcome: dict[str, Any] | None = None,
+    ) -> None:
+        self.status = status
+        self.method = method
+        self.url = url
+        self.outcome = outcome
+        super().__init__(message)
+
+    @property
+    def issues(self) -> list[str]:
+        """The OperationOutcome's issues as lines of text (severity, location, diagnostics)."""
+        return outcome_lines(self.outcome)
+
+
+class AuthError(HttpError):
+    """401 or 403: credentials missing, wrong or not allowed."""
+
+
+class NotFoundError(HttpError):
+    """404 or 410."""
+
+
+class PreconditionFailed(HttpError):
+    """409 or 412: the resource changed since it was read (ETag mismatch) or a conflict."""
+
+
+class UnsafeUrlError(ServerError):
+    """A URL outside the configured server's origin was refused (credentials would leak)."""
+
+
+def outcome_lines(outcome: dict[str, Any] | None) -> list[str]:
+    """Render an OperationOutcome's issues as short lines a person can read."""
+    if not isinstance(outcome, dict):
+        return []
+    lines = []
+    for issue in outcome.get("issue") or []:
+        if not isinstance(issue, dict):
+            continue
+        where = ", ".join(issue.get("expression") or issue.get("location") or [])
+        text = issue.get("diagnostics") or (issue.get("details") or {}).get("text") or issue.get("code", "")
+        prefix = f"{issue.get('severity', 'error')}"
+        lines.append(f"{prefix}: {where}: {text}" if where else f"{prefix}: {text}")
+    return lines
