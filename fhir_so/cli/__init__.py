@@ -9,9 +9,9 @@ from __future__ import annotations
 import click
 
 from fhir_so import __version__
-from fhir_so.cli import convert
+from fhir_so.cli import convert, exchange, packages, profiles, server, validate
 
-_COMMAND_MODULES = (convert,)
+_COMMAND_MODULES = (convert, validate, exchange, packages, profiles, server)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
