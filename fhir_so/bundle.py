@@ -1,0 +1,89 @@
+"""Transaction Bundles: assembly from a case, and reading a case back from any Bundle.
+
+A built bundle is deterministic: every fullUrl is ``urn:uuid:`` + a UUIDv5 of the case id
+and the resource's key, so the same case gives byte-identical JSON (golden files, clean
+diffs). Entries shared with the clinic (Patient, Practitioner, Organization) are
+conditional creates (``ifNoneExist`` on their identifier); the case's own resources are
+conditional updates (``PUT Type?identifier=...``), so a second push creates nothing new
+while a later change (a revoked consent, a final report) still reaches the server.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+from urllib.parse import quote
+
+from fhir_so.case import Case
+from fhir_so.errors import InputError
+from fhir_so.jsonio import dumps
+from fhir_so.mapping import Graph, Node, case_from_graph, case_to_resources
+from fhir_so.mapping.common import check_r4
+
+Resource = dict[str, Any]
+
+# Fixed namespace: changing it would change every golden bundle.
+_NAMESPACE = uuid.UUID("5f0c2a9e-3b8e-5d7a-9a52-6f1e0c3d7b21")
+
+BUNDLE_TYPES_READ = {"transaction", "batch", "searchset", "collection", "document", "transaction-response", "batch-response"}
+
+
+def full_url(case_id: str, key: str) -> str:
+    """The deterministic urn:uuid of one resource of one case."""
+    return f"urn:uuid:{uuid.uuid5(_NAMESPACE, f'{case_id}/{key}')}"
+
+
+def search_key(system: str, value: str) -> str:
+    """``identifier=system|value`` with the characters a query needs escaped."""
+    return "identifier=" + quote(f"{system}|{value}", safe="/:|")
+
+
+def build_bundle(case: Case) -> Resource:
+    """The case as one transaction Bundle (a plain dict, R4 JSON)."""
+    entries = []
+    for mapped in case_to_resources(case, lambda key: full_url(case.case_id, key)):
+        resource_type = mapped.resource["resourceType"]
+        condition = search_key(mapped.system, mapped.value)
+        if mapped.shared:
+            request = {"method": "POST", "url": resource_type, "ifNoneExist": condition}
+        else:
+            request = {"method": "PUT", "url": f"{resource_type}?{condition}"}
+        entries.append({"fullUrl": full_url(case.case_id, mapped.key), "resource": mapped.resource, "request": request})
+    bundle: Resource = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+    for i, entry in enumerate(entries):
+        check_r4(entry["resource"], f"Bundle.entry[{i}].resource", f"<built bundle of case {case.case_id}>")
+    return bundle
+
+
+def bundle_json(case: Case) -> str:
+    """The built bundle as canonical JSON text (what ``fhir-so build`` writes)."""
+    return dumps(build_bundle(case))
+
+
+def bundle_graph(bundle: Any, source: str, *, check: bool = True) -> Graph:
+    """Index a Bundle's resources for reference resolution; ``check`` runs the R4B model on each."""
+    if not isinstance(bundle, dict):
+        raise InputError(f"expected a JSON object, found {type(bundle).__name__}", source=source, location="$")
+    if bundle.get("resourceType") != "Bundle":
+        raise InputError(f"expected a Bundle, found resourceType {bundle.get('resourceType')!r}", source=source, location="Bundle.resourceType")
+    if bundle.get("type") not in BUNDLE_TYPES_READ:
+        raise InputError(f"unsupported Bundle type {bundle.get('type')!r}", source=source, location="Bundle.type")
+    entries = bundle.get("entry") or []
+    if not isinstance(entries, list):
+        raise InputError("Bundle.entry must be a list", source=source, location="Bundle.entry")
+    nodes = []
+    for i, entry in enumerate(entries):
+        where = f"Bundle.entry[{i}]"
+        if not isinstance(entry, dict) or not isinstance(entry.get("resource"), dict):
+            raise InputError("entry has no resource", source=source, location=where)
+        resource = entry["resource"]
+        if check:
+            check_r4(resource, f"{where}.resource", source)
+        full = entry.get("fullUrl")
+        nodes.append(Node(resource, f"{where}.resource", full if isinstance(full, str) else None))
+    return Graph(nodes, source)
+
+
+def parse_bundle(bundle: Any, source: str = "<bundle>", case_id: str | None = None) -> Case:
+    """Read the case back from a Bundle built here or pulled from a server."""
+    return case_from_graph(bundle_graph(bundle, source), case_id)

@@ -1,0 +1,400 @@
+"""The second-opinion case: one request for an opinion, its consents, records and the opinion.
+
+A case is a JSON file checked by ``schemas/case.schema.json`` (generated from these models
+by ``python -m fhir_so.case --write-schema``; a test keeps the two in step). Loading checks
+the schema first, so every error names the file and the JSON path, then builds the typed
+model. ``Case`` is what the mapping turns into FHIR and what parsing a bundle gives back.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import os
+import re
+import sys
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import jsonschema
+from jsonschema.exceptions import best_match
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from fhir_so.errors import InputError
+from fhir_so.jsonio import dumps, load_json, parse_json
+
+Reason = Literal[
+    "serious-diagnosis",
+    "rare-condition",
+    "uncertain-diagnosis",
+    "major-surgery",
+    "high-risk-treatment",
+    "treatment-not-working",
+    "several-options",
+    "insurer-required",
+    "patient-wish",
+    "discordant-opinions",
+]
+Mode = Literal["in-person", "record-review", "telehealth"]
+Priority = Literal["routine", "urgent", "asap", "stat"]
+RequestStatus = Literal["draft", "active", "on-hold", "revoked", "completed"]
+ConsentStatus = Literal["draft", "proposed", "active", "rejected", "revoked"]
+RecordKind = Literal[
+    "lab-report",
+    "pathology",
+    "surgical-pathology",
+    "imaging",
+    "operative-note",
+    "discharge-summary",
+    "treatment-plan",
+    "medication-list",
+    "patient-questions",
+]
+OpinionStatus = Literal["preliminary", "final", "amended"]
+Concordance = Literal["confirmed", "refined", "different", "inconclusive"]
+
+# FHIR id characters, so a case id can be part of identifiers and URLs without escaping.
+CASE_ID_PATTERN = r"^[A-Za-z0-9\-.]{1,64}$"
+# An attachment inline in a case may not exceed this; larger files are sent by URL.
+MAX_INLINE_BYTES = 20 * 1024 * 1024
+
+
+
+def _real_date(value: str) -> str:
+    """Reject dates that match the pattern but do not exist (2023-02-30)."""
+    try:
+        dt.date.fromisoformat(value[:10])
+        if len(value) > 10:
+            dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{value!r} is not a real date or time") from None
+    return value
+
+
+Text = Annotated[str, Field(min_length=1, max_length=10_000)]
+Date = Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$", description="YYYY-MM-DD"), AfterValidator(_real_date)]
+DateTime = Annotated[
+    str,
+    AfterValidator(_real_date),
+    Field(
+        pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$",
+        description="ISO 8601 date and time with a time zone, e.g. 2024-03-01T09:30:00Z",
+    ),
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Identifier(_Model):
+    """A business identifier: the key a server's conditional create looks up."""
+
+    system: Annotated[str, Field(min_length=1, max_length=500, pattern=r"^\S+$")]
+    value: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^\S(.*\S)?$")]
+
+
+class Coding(_Model):
+    """A code from a code system (SNOMED CT, ICD-10, ...), e.g. a diagnosis."""
+
+    system: Annotated[str, Field(min_length=1, pattern=r"^\S+$")]
+    code: Annotated[str, Field(min_length=1, pattern=r"^\S(.*\S)?$")]
+    display: Text | None = None
+
+
+class Person(_Model):
+    """A person's name."""
+
+    family: Text
+    given: list[Text] = Field(default_factory=list)
+    prefix: list[Text] = Field(default_factory=list)
+
+
+class Patient(_Model):
+    """The patient seeking the opinion."""
+
+    identifier: Identifier
+    name: Person
+    birth_date: Date | None = None
+    gender: Literal["male", "female", "other", "unknown"] | None = None
+
+
+class Party(_Model):
+    """A physician (``practitioner``) or a service (``organization``)."""
+
+    kind: Literal["practitioner", "organization"] = "practitioner"
+    identifier: Identifier
+    name: Text = Field(description="Full name of the person (e.g. 'Dr. Ana Ruiz') or the organization.")
+    specialty: Text | None = None
+
+    def key(self) -> tuple[str, str, str]:
+        """What makes two parties the same: kind and identifier."""
+        return (self.kind, self.identifier.system, self.identifier.value)
+
+
+class Period(_Model):
+    """A time span; an open end means 'until revoked'."""
+
+    start: DateTime | Date | None = None
+    end: DateTime | Date | None = None
+
+
+class Consent(_Model):
+    """The patient's consent to disclose: records out to the second physician, or the report back."""
+
+    status: ConsentStatus = "active"
+    decision: Literal["permit", "deny"] = "permit"
+    date: DateTime
+    period: Period = Field(default_factory=Period)
+    recipient: Party | None = Field(
+        default=None,
+        description="Who may receive; default: the second physician for records, the first for the report.",
+    )
+    record_kinds: list[RecordKind] = Field(
+        default_factory=list, description="Record kinds allowed out; empty means every kind (records consent only)."
+    )
+
+
+class Attachment(_Model):
+    """A document's content: inline bytes (``data`` base64, or ``file`` read at load time) or a ``url``."""
+
+    content_type: Annotated[str, Field(pattern=r"^[\w.+-]+/[\w.+-]+(;.*)?$")]
+    data: str | None = Field(default=None, description="Base64 bytes.")
+    file: str | None = Field(default=None, description="Path relative to the case file; read into data at load time.")
+    url: Annotated[str, Field(pattern=r"^(https?|ftp|urn):\S+$")] | None = None
+    title: Text | None = None
+    size: Annotated[int, Field(ge=0)] | None = Field(default=None, description="Bytes, for a url attachment.")
+    hash: str | None = Field(default=None, description="SHA-1 of the bytes, base64, for a url attachment.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Attachment:
+        given = [n for n in ("data", "file", "url") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of data, file or url (got {', '.join(given) or 'none'})")
+        if self.data is not None:
+            try:
+                base64.b64decode(self.data, validate=True)
+            except (binascii.Error, ValueError):
+                raise ValueError("data is not valid base64") from None
+        return self
+
+    def content(self) -> bytes | None:
+        """The inline bytes, or None for a url attachment."""
+        return base64.b64decode(self.data) if self.data is not None else None
+
+
+class Record(_Model):
+    """One record sent to the second physician."""
+
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9\-.]{1,64}$", description="Key of the record within the case.")]
+    kind: RecordKind
+    title: Text
+    date: DateTime
+    author: Party | None = Field(default=None, description="Default: the first physician.")
+    content: Attachment
+    restricted: bool = Field(default=False, description="Sensitive: carries the security label R (restricted).")
+
+
+class Insurance(_Model):
+    """The payer that requires (reason ``insurer-required``) or pays for the opinion."""
+
+    payer: Party
+    member_id: Text
+
+
+class Opinion(_Model):
+    """The second physician's report."""
+
+    status: OpinionStatus
+    issued: DateTime
+    conclusion: Text
+    diagnoses: list[Coding] = Field(default_factory=list)
+    concordance: Concordance
+    treatment_changed: bool
+    report: Attachment | None = Field(default=None, description="The signed report (e.g. a PDF).")
+
+
+class EarlierOpinion(_Model):
+    """An opinion already given in an earlier case, carried by a third opinion."""
+
+    case_id: Annotated[str, Field(pattern=CASE_ID_PATTERN)]
+    summary: Text | None = None
+
+
+class Case(_Model):
+    """One second (or third) opinion, from request to report."""
+
+    case_id: Annotated[str, Field(pattern=CASE_ID_PATTERN, description="The idempotency key of the whole case.")]
+    status: RequestStatus = "active"
+    requested: DateTime
+    patient: Patient
+    requester: Party = Field(description="The first physician, who asks for the opinion.")
+    performer: Party = Field(description="The second physician or second-opinion service.")
+    reasons: Annotated[list[Reason], Field(min_length=1)]
+    conditions: list[Coding] = Field(default_factory=list, description="The diagnoses under review.")
+    priority: Priority = "routine"
+    mode: Mode
+    questions: list[Text] = Field(default_factory=list, description="The patient's own questions.")
+    insurance: Insurance | None = None
+    records_consent: Consent | None = Field(default=None, description="Consent to send records to the performer.")
+    report_consent: Consent | None = Field(default=None, description="Consent for the report to go back to the requester.")
+    records: list[Record] = Field(default_factory=list)
+    opinion: Opinion | None = None
+    earlier_opinions: list[EarlierOpinion] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check(self) -> Case:
+        ids = [r.id for r in self.records]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"record ids must be unique within a case: {', '.join(dupes)}")
+        if self.report_consent is not None and self.report_consent.record_kinds:
+            raise ValueError("report_consent.record_kinds must be empty: it covers the report only")
+        return self
+
+    @property
+    def is_stat(self) -> bool:
+        """An emergency: allowed, but flagged, never queued behind missing records."""
+        return self.priority == "stat"
+
+    def to_json(self) -> str:
+        """Canonical JSON text of the case (fields left at their defaults omitted)."""
+        return dumps(self.model_dump(mode="json", exclude_defaults=True))
+
+
+# --- loading -------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def case_schema() -> dict[str, Any]:
+    """The case JSON Schema shipped with the package."""
+    text = resources.files("fhir_so").joinpath("schemas/case.schema.json").read_text(encoding="utf-8")
+    schema: dict[str, Any] = parse_json(text.encode("utf-8"), "case.schema.json")
+    return schema
+
+
+@lru_cache(maxsize=1)
+def _schema_validator() -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(case_schema())
+
+
+def _json_path(path: Any) -> str:
+    out = "$"
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif re.fullmatch(r"[A-Za-z_]\w*", str(part)):  # skip pydantic's union-branch labels
+            out += f".{part}"
+    return out
+
+
+def case_from_dict(data: Any, source: str = "<case>", base_dir: Path | None = None) -> Case:
+    """Check ``data`` against the case schema and build the model; errors name source and JSON path."""
+    error = best_match(_schema_validator().iter_errors(data))
+    if error is not None:
+        raise InputError(_schema_message(error), source=source, location=_json_path(error.absolute_path))
+    data = _resolve_files(data, source, base_dir)
+    try:
+        case = Case.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise InputError(first["msg"].removeprefix("Value error, "), source=source, location=_json_path(first["loc"])) from None
+    return with_defaults(case)
+
+
+def load_case(path: str | os.PathLike[str]) -> Case:
+    """Read a case file: JSON, schema-checked, attachment files resolved relative to it."""
+    p = Path(path)
+    return case_from_dict(load_json(p), str(p), p.parent)
+
+
+def _schema_message(error: jsonschema.ValidationError) -> str:
+    if error.validator == "additionalProperties":
+        return f"unknown field: {error.message}"
+    if error.validator == "enum":
+        allowed = ", ".join(map(str, error.validator_value))
+        return f"{error.instance!r} is not one of the allowed values ({allowed})"
+    return error.message
+
+
+def _resolve_files(data: Any, source: str, base_dir: Path | None) -> Any:
+    """Replace every ``content.file`` / ``report.file`` by its bytes as base64 ``data``."""
+    if not isinstance(data, dict):
+        return data
+    out = dict(data)
+    records = []
+    for i, record in enumerate(out.get("records") or []):
+        content = record.get("content")
+        if isinstance(content, dict) and "file" in content:
+            record = {**record, "content": _read_attachment(content, source, base_dir, f"$.records[{i}].content.file")}
+        records.append(record)
+    if records:
+        out["records"] = records
+    opinion = out.get("opinion")
+    if isinstance(opinion, dict) and isinstance(opinion.get("report"), dict) and "file" in opinion["report"]:
+        out["opinion"] = {**opinion, "report": _read_attachment(opinion["report"], source, base_dir, "$.opinion.report.file")}
+    return out
+
+
+def _read_attachment(content: dict[str, Any], source: str, base_dir: Path | None, where: str) -> dict[str, Any]:
+    name = content["file"]
+    target = (base_dir or Path(".")) / name
+    try:
+        size = target.stat().st_size
+        if size > MAX_INLINE_BYTES:
+            raise InputError(
+                f"attachment {name} is {size} bytes, over the inline limit of {MAX_INLINE_BYTES}; send it by url",
+                source=source,
+                location=where,
+            )
+        raw = target.read_bytes()
+    except InputError:
+        raise
+    except OSError as exc:
+        raise InputError(f"cannot read attachment {name}: {exc.strerror or exc}", source=source, location=where) from None
+    resolved = {k: v for k, v in content.items() if k != "file"}
+    resolved["data"] = base64.b64encode(raw).decode("ascii")
+    resolved.setdefault("title", Path(name).name)
+    return resolved
+
+
+def with_defaults(case: Case) -> Case:
+    """Make implicit parties explicit, so a parsed bundle equals the loaded case."""
+    updates: dict[str, Any] = {}
+    if case.records_consent is not None and case.records_consent.recipient is None:
+        updates["records_consent"] = case.records_consent.model_copy(update={"recipient": case.performer})
+    if case.report_consent is not None and case.report_consent.recipient is None:
+        updates["report_consent"] = case.report_consent.model_copy(update={"recipient": case.requester})
+    if any(r.author is None for r in case.records):
+        updates["records"] = [r if r.author else r.model_copy(update={"author": case.requester}) for r in case.records]
+    return case.model_copy(update=updates) if updates else case
+
+
+def parse_when(value: str) -> dt.datetime:
+    """A case date or dateTime as an aware datetime (a bare date is midnight UTC)."""
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        return dt.datetime.fromisoformat(value).replace(tzinfo=dt.timezone.utc)
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def generated_schema() -> dict[str, Any]:
+    """The JSON Schema as generated from the models (what schemas/case.schema.json must equal)."""
+    schema = Case.model_json_schema()
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://fhir-so.org/schemas/case.schema.json",
+        **schema,
+    }
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--write-schema"]:
+        target = Path(__file__).with_name("schemas") / "case.schema.json"
+        target.write_text(dumps(generated_schema()), encoding="utf-8")
+        print(f"wrote {target}")
+    else:
+        print("usage: python -m fhir_so.case --write-schema", file=sys.stderr)
+        sys.exit(2)
