@@ -5,9 +5,7 @@ from __future__ import annotations
 import base64
 import logging
 from pathlib import Path
-from urllib.parse import parse_qs
 
-import jwt
 import pytest
 import requests
 import responses
