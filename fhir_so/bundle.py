@@ -81,7 +81,28 @@ def bundle_graph(bundle: Any, source: str, *, check: bool = True) -> Graph:
             check_r4(resource, f"{where}.resource", source)
         full = entry.get("fullUrl")
         nodes.append(Node(resource, f"{where}.resource", full if isinstance(full, str) else None))
-    return Graph(nodes, source)
+    graph = Graph(nodes, source)
+    for node in nodes:
+        for ref, location in _references(node.resource, node.where):
+            # urn: references only have meaning inside the bundle; relative ones may name server resources.
+            if ref.startswith("urn:") and graph.find({"reference": ref}) is None:
+                raise InputError(f"reference {ref!r} does not resolve to an entry in the bundle", source=source, location=location)
+    return graph
+
+
+def _references(value: Any, where: str) -> list[tuple[str, str]]:
+    """Every Reference.reference string inside a resource, with its location."""
+    found: list[tuple[str, str]] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "reference" and isinstance(item, str):
+                found.append((item, f"{where}.reference"))
+            elif key != "contained":
+                found += _references(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found += _references(item, f"{where}[{i}]")
+    return found
 
 
 def parse_bundle(bundle: Any, source: str = "<bundle>", case_id: str | None = None) -> Case:

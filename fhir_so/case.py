@@ -253,7 +253,26 @@ class Case(_Model):
             raise ValueError(f"record ids must be unique within a case: {', '.join(dupes)}")
         if self.report_consent is not None and self.report_consent.record_kinds:
             raise ValueError("report_consent.record_kinds must be empty: it covers the report only")
+        seen: dict[tuple[str, str, str], Party] = {}
+        for party in self.parties():
+            other = seen.setdefault(party.key(), party)
+            if other != party:
+                raise ValueError(
+                    f"two parties share the identifier {party.identifier.system}|{party.identifier.value} "
+                    f"but differ ({other.name!r} and {party.name!r}); one identifier is one party"
+                )
         return self
+
+    def parties(self) -> list[Party]:
+        """Every physician, service and payer the case names, in order, repeats included."""
+        found = [self.requester, self.performer]
+        for consent in (self.records_consent, self.report_consent):
+            if consent is not None and consent.recipient is not None:
+                found.append(consent.recipient)
+        found += [r.author for r in self.records if r.author is not None]
+        if self.insurance is not None:
+            found.append(self.insurance.payer)
+        return found
 
     @property
     def is_stat(self) -> bool:

@@ -54,14 +54,7 @@ class Mapped:
 
 def _parties(case: Case) -> dict[str, Party]:
     found: dict[str, Party] = {}
-    candidates = [case.requester, case.performer]
-    for consent in (case.records_consent, case.report_consent):
-        if consent is not None and consent.recipient is not None:
-            candidates.append(consent.recipient)
-    candidates += [r.author for r in case.records if r.author is not None]
-    if case.insurance is not None:
-        candidates.append(case.insurance.payer)
-    for party in candidates:
+    for party in case.parties():
         found.setdefault(party_key(party), party)
     return found
 
