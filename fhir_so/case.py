@@ -381,14 +381,18 @@ def _read_attachment(content: dict[str, Any], source: str, base_dir: Path | None
 
 
 def with_defaults(case: Case) -> Case:
-    """Make implicit parties explicit, so a parsed bundle equals the loaded case."""
+    """The canonical form: implicit parties made explicit, records in id order.
+
+    A bundle built from a case, or pulled back from a server, parses to this form.
+    """
     updates: dict[str, Any] = {}
     if case.records_consent is not None and case.records_consent.recipient is None:
         updates["records_consent"] = case.records_consent.model_copy(update={"recipient": case.performer})
     if case.report_consent is not None and case.report_consent.recipient is None:
         updates["report_consent"] = case.report_consent.model_copy(update={"recipient": case.requester})
-    if any(r.author is None for r in case.records):
-        updates["records"] = [r if r.author else r.model_copy(update={"author": case.requester}) for r in case.records]
+    records = sorted(case.records, key=lambda r: r.id)  # a server returns records in no set order
+    if any(r.author is None for r in records) or records != case.records:
+        updates["records"] = [r if r.author else r.model_copy(update={"author": case.requester}) for r in records]
     return case.model_copy(update=updates) if updates else case
 
 

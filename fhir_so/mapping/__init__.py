@@ -150,6 +150,6 @@ def case_from_graph(graph: Graph, case_id: str | None = None) -> Case:
         "earlier_opinions": fields.earlier_opinions,
     }
     try:
-        return Case.model_validate(data)
+        return with_defaults(Case.model_validate(data))
     except ValueError as exc:
         raise InputError(f"the resources do not make a valid case: {exc}", source=source, location=where) from None
