@@ -40,7 +40,7 @@ def search_key(system: str, value: str) -> str:
 
 def build_bundle(case: Case) -> Resource:
     """The case as one transaction Bundle (a plain dict, R4 JSON)."""
-    entries = []
+    entries: list[Resource] = []
     for mapped in case_to_resources(case, lambda key: full_url(case.case_id, key)):
         resource_type = mapped.resource["resourceType"]
         condition = search_key(mapped.system, mapped.value)

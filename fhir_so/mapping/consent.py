@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Literal
 
 from fhir_so import terminology as term
-from fhir_so.case import Consent, Party, Period
+from typing import cast
+
+from fhir_so.case import Consent, ConsentStatus, Party, Period, RecordKind
 from fhir_so.errors import InputError
 from fhir_so.mapping.common import PATIENT, RefFor, Resource, codings, identifier, party_key, reference, with_profile
 from fhir_so.mapping.graph import Graph, Node
@@ -71,19 +73,19 @@ def consent_from_fhir(node: Node, graph: Graph) -> Consent:
     if not actors:
         raise InputError("Consent names no recipient (provision.actor with role IRCP)", source=source, location=f"{where}.provision.actor")
     recipient = party_from_fhir(graph.resolve(actors[0].get("reference"), f"{where}.provision.actor[0].reference"), source)
-    kinds = []
+    kinds: list[RecordKind] = []
     if consent_purpose(res) == "records":
         for i, coding in enumerate(codings(provision.get("code"))):
             kind = term.RECORD_KIND_BY_LOINC.get(coding.get("code", "")) if coding.get("system") == term.LOINC else None
             if kind is None:
                 raise InputError(f"record kind {coding.get('code')!r} is not one fhir-so knows", source=source, location=f"{where}.provision.code[{i}]")
-            kinds.append(kind)
+            kinds.append(cast(RecordKind, kind))
     period = provision.get("period") or {}
     date = res.get("dateTime")
     if not date:
         raise InputError("Consent needs a dateTime", source=source, location=f"{where}.dateTime")
     return Consent(
-        status=status,
+        status=cast(ConsentStatus, status),
         decision=provision.get("type", "permit"),
         date=date,
         period=Period(start=period.get("start"), end=period.get("end")),

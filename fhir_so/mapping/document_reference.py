@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from fhir_so import terminology as term
-from fhir_so.case import Record
+from typing import cast
+
+from fhir_so.case import Record, RecordKind
 from fhir_so.errors import InputError
 from fhir_so.mapping.common import (
     PATIENT,
@@ -41,10 +43,10 @@ def record_to_fhir(record: Record, case_id: str, author_key: str, ref_for: RefFo
     return with_profile(resource, term.SD_DOCUMENT_REFERENCE)
 
 
-def record_kind(resource: Resource) -> str | None:
+def record_kind(resource: Resource) -> RecordKind | None:
     for coding in codings([resource.get("type") or {}]):
         if coding.get("system") == term.LOINC and coding.get("code") in term.RECORD_KIND_BY_LOINC:
-            return term.RECORD_KIND_BY_LOINC[coding["code"]]
+            return cast(RecordKind, term.RECORD_KIND_BY_LOINC[coding["code"]])
     return None
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fhir_so.case import Identifier, Party, Patient, Person
 from fhir_so.errors import InputError
 from fhir_so.mapping.common import Resource, identifier_of
@@ -51,6 +53,7 @@ def party_to_fhir(party: Party) -> Resource:
 
 def party_from_fhir(node: Node, source: str) -> Party:
     res = node.resource
+    kind: Literal["practitioner", "organization"]
     if res.get("resourceType") == "Organization":
         name = res.get("name")
         types = res.get("type") or [{}]
