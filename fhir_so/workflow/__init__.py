@@ -1,0 +1,1 @@
+"""Workflows: push, pull, transfer and profile installation, built on the client."""
