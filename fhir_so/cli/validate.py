@@ -1,7 +1,66 @@
-"""CLI commands: validate (filled in by the issue that owns it)."""
+"""CLI command: validate — offline against core R4 and profiles, or through a server's $validate."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+from typing import IO
+
 import click
 
-COMMANDS: list[click.Command] = []
+from fhir_so.cli.common import info, server_option, translate_errors
+from fhir_so.errors import InputError
+from fhir_so.packages import PackageCache
+
+
+@click.command("validate")
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@click.option("--profile", "profiles", multiple=True, metavar="URL", help="Check every resource against this profile too (repeatable).")
+@click.option("--package", "packages", multiple=True, metavar="DIR|NAME#VER|TGZ", help="Load definitions from this FHIR package (repeatable).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "junit"]), default="text", show_default=True, help="Report format.")
+@server_option
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report here (atomically) instead of stdout.")
+@translate_errors
+def validate_command(paths: tuple[str, ...], profiles: tuple[str, ...], packages: tuple[str, ...], fmt: str, server: str | None, output: str | None) -> None:
+    """Validate FHIR R4 resources: files, directories, Bundles, NDJSON.
+
+    \b
+    Offline by default (core R4, the project's profiles, any --package); with --server URL,
+    each resource goes to that server's $validate instead.
+    Exit codes: 0 all valid, 1 some invalid, 2 bad input (unreadable file, malformed JSON).
+    """
+    from fhir_so.validation.outcome import write_report
+
+    for p in paths:
+        if not Path(p).exists():
+            raise InputError("no such file or directory", source=p)
+    if server:
+        from fhir_so.client import FhirClient
+        from fhir_so.workflow.remote_validate import RemoteValidator
+
+        client = FhirClient(server)
+        results = RemoteValidator(client, profiles).validate_paths(paths)
+    else:
+        from fhir_so.validation import Validator
+        from fhir_so.validation.loading import load_definitions
+
+        validator = Validator(load_definitions(PackageCache(), packages), profiles)
+        validator.check_profiles()
+        results = validator.validate_paths(paths)
+    if output:
+        from fhir_so.jsonio import write_atomic
+        import io
+
+        buffer = io.BytesIO()
+        summary = write_report(results, fmt, buffer, on_bad_input=info)
+        write_atomic(output, buffer.getvalue())
+    else:
+        out: IO[bytes] = sys.stdout.buffer
+        summary = write_report(results, fmt, out, on_bad_input=info if fmt != "text" else None)
+        out.flush()
+    info(summary.line())
+    if summary.exit_code:
+        sys.exit(summary.exit_code)
+
+
+COMMANDS: list[click.Command] = [validate_command]

@@ -1,0 +1,249 @@
+"""Terminology offline: ValueSet expansion from local definitions (cached as frozensets) and binding checks.
+
+A ValueSet expands locally when every include names concepts, a CodeSystem present in the
+loaded packages, or another ValueSet that expands. Systems that cannot be expanded offline
+(SNOMED CT, LOINC, UCUM, MIME types, languages...) are kept as *open* systems: a code in one
+of them is checked for system and form only, and an information issue says so. Binding
+severities follow HAPI: required -> error, extensible -> warning, preferred -> information.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from fhir_so.validation.findings import CODE_INVALID, INFORMATIONAL, Issue
+from fhir_so.validation.snapshot import DefinitionSource
+
+_SEVERITY = {"required": "error", "extensible": "warning", "preferred": "information"}
+
+# the forms of codes in systems that cannot be expanded offline (checked instead of membership)
+_FORMS: dict[str, re.Pattern[str]] = {
+    "http://snomed.info/sct": re.compile(r"[1-9][0-9]{5,17}"),
+    "http://loinc.org": re.compile(r"(LP|LA)?[0-9]{1,8}-[0-9]"),
+    "urn:ietf:bcp:13": re.compile(r"[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+(\s*;.*)?", re.IGNORECASE),
+    "urn:ietf:bcp:47": re.compile(r"[a-zA-Z]{2,8}(-[a-zA-Z0-9]{1,8})*"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Expansion:
+    """A ValueSet as sets: (system, code) pairs, bare codes, and systems only checkable by form."""
+
+    url: str
+    pairs: frozenset[tuple[str, str]]
+    codes: frozenset[str]
+    open_systems: frozenset[str]
+
+    def contains(self, system: str | None, code: str) -> bool | None:
+        """True / False when known; None when the system cannot be expanded offline."""
+        if system is None:
+            if code in self.codes:
+                return True
+            return None if self.open_systems else False
+        if (system, code) in self.pairs:
+            return True
+        if system in self.open_systems:
+            return None
+        return False
+
+
+class Terminology:
+    """Expands ValueSets and looks codes up in CodeSystems of the loaded packages, with caches."""
+
+    def __init__(self, definitions: DefinitionSource) -> None:
+        self._defs = definitions
+        self._expansions: dict[str, Expansion | None] = {}
+        self._systems: dict[str, frozenset[str] | None] = {}
+
+    # -- code systems --------------------------------------------------------------------------------
+    def system_codes(self, system: str) -> frozenset[str] | None:
+        """Every code of a complete local CodeSystem, or None when it is not available offline."""
+        try:
+            return self._systems[system]
+        except KeyError:
+            pass
+        cs = self._defs.code_system(system)
+        codes: frozenset[str] | None = None
+        if cs is not None and cs.get("content") == "complete" and isinstance(cs.get("concept"), list):
+            codes = frozenset(c for c, _ in _walk_concepts(cs["concept"], ()))
+        self._systems[system] = codes
+        return codes
+
+    def _descendants(self, system: str, root: str, include_self: bool) -> set[str] | None:
+        cs = self._defs.code_system(system)
+        if cs is None or not isinstance(cs.get("concept"), list):
+            return None
+        out = set()
+        for code, ancestors in _walk_concepts(cs["concept"], ()):
+            if root in ancestors or (include_self and code == root):
+                out.add(code)
+        return out
+
+    # -- value sets --------------------------------------------------------------------------------
+    def expand(self, url: str, _seen: frozenset[str] = frozenset()) -> Expansion | None:
+        """The expansion of a ValueSet, or None when it is not in any loaded package."""
+        key = url.split("|", 1)[0]
+        if key in self._expansions:
+            return self._expansions[key]
+        if key in _seen:
+            return None
+        vs = self._defs.value_set(key)
+        exp = None if vs is None else self._expand(key, vs, _seen | {key})
+        self._expansions[key] = exp
+        return exp
+
+    def _expand(self, url: str, vs: dict[str, Any], seen: frozenset[str]) -> Expansion:
+        pairs: set[tuple[str, str]] = set()
+        open_systems: set[str] = set()
+        contains = (vs.get("expansion") or {}).get("contains")
+        if isinstance(contains, list) and not vs.get("compose"):
+            for system, code in _walk_contains(contains):
+                pairs.add((system, code))
+            return Expansion(url, frozenset(pairs), frozenset(c for _, c in pairs), frozenset())
+        compose = vs.get("compose") or {}
+        for inc in compose.get("include") or []:
+            p, o = self._include(inc, seen)
+            pairs |= p
+            open_systems |= o
+        for exc in compose.get("exclude") or []:
+            p, _ = self._include(exc, seen)
+            pairs -= p
+        return Expansion(url, frozenset(pairs), frozenset(c for _, c in pairs), frozenset(open_systems))
+
+    def _include(self, inc: dict[str, Any], seen: frozenset[str]) -> tuple[set[tuple[str, str]], set[str]]:
+        pairs: set[tuple[str, str]] = set()
+        open_systems: set[str] = set()
+        system = inc.get("system")
+        imported = [self.expand(u, seen) for u in inc.get("valueSet") or [] if isinstance(u, str)]
+        if system is None:
+            for exp in imported:
+                if exp is None:
+                    continue
+                pairs |= exp.pairs
+                open_systems |= exp.open_systems
+            return pairs, open_systems
+        concepts = inc.get("concept")
+        filters = inc.get("filter")
+        if isinstance(concepts, list):
+            pairs = {(system, c["code"]) for c in concepts if isinstance(c, dict) and isinstance(c.get("code"), str)}
+        elif isinstance(filters, list) and filters:
+            codes = self._filtered(system, filters)
+            if codes is None:
+                open_systems.add(system)
+            else:
+                pairs = {(system, c) for c in codes}
+        else:
+            all_codes = self.system_codes(system)
+            if all_codes is None:
+                open_systems.add(system)
+            else:
+                pairs = {(system, c) for c in all_codes}
+        for exp in imported:
+            if exp is not None and not exp.open_systems:
+                pairs &= exp.pairs
+        return pairs, open_systems
+
+    def _filtered(self, system: str, filters: list[Any]) -> set[str] | None:
+        result: set[str] | None = None
+        for f in filters:
+            if not isinstance(f, dict) or f.get("property") not in ("concept", "code"):
+                return None
+            op, value = f.get("op"), str(f.get("value"))
+            if op == "is-a":
+                codes = self._descendants(system, value, True)
+            elif op == "descendent-of":
+                codes = self._descendants(system, value, False)
+            elif op == "=":
+                codes = {value}
+            elif op == "is-not-a":
+                every = self.system_codes(system)
+                below = self._descendants(system, value, True)
+                codes = None if every is None or below is None else set(every) - below
+            else:
+                return None
+            if codes is None:
+                return None
+            result = codes if result is None else result & codes
+        return result
+
+    # -- checks ----------------------------------------------------------------------------------------
+    def check_binding(self, strength: str, vs_url: str, type_code: str, value: Any, loc: str) -> Iterator[Issue]:
+        """Issues for a code, Coding, CodeableConcept or Quantity against a binding."""
+        exp = self.expand(vs_url)
+        if exp is None:
+            if strength == "required":
+                yield Issue("warning", "not-found", loc, f"the ValueSet {vs_url} is not in any loaded package, so the code could not be checked", "binding")
+            return
+        severity = _SEVERITY[strength]
+        if type_code in ("code", "string", "uri"):
+            if isinstance(value, str):
+                verdict = exp.contains(None, value)
+                if verdict is False:
+                    yield Issue(severity, CODE_INVALID, loc, f"the code {value!r} is not in the value set {vs_url} ({strength} binding)", "binding")
+            return
+        if type_code == "Coding":
+            yield from self._codings(strength, severity, exp, [value], loc, single=True)
+        elif type_code == "CodeableConcept":
+            codings = value.get("coding") if isinstance(value, dict) else None
+            if not isinstance(codings, list) or not codings:
+                if strength == "required" and isinstance(value, dict) and "text" not in value:
+                    yield Issue("error", CODE_INVALID, loc, f"no code given; one from the value set {vs_url} is required", "binding")
+                return
+            yield from self._codings(strength, severity, exp, codings, loc + ".coding", single=False)
+        elif type_code == "Quantity" and isinstance(value, dict) and "code" in value:
+            yield from self._codings(strength, severity, exp, [value], loc, single=True)
+
+    def _codings(self, strength: str, severity: str, exp: Expansion, codings: list[Any], loc: str, *, single: bool) -> Iterator[Issue]:
+        unknown_systems = []
+        for i, coding in enumerate(codings):
+            if not isinstance(coding, dict) or not isinstance(coding.get("code"), str):
+                continue
+            system = coding.get("system") if isinstance(coding.get("system"), str) else None
+            verdict = exp.contains(system, coding["code"])
+            if verdict:
+                return
+            if verdict is None and system is not None:
+                unknown_systems.append((i, system, coding["code"]))
+        if unknown_systems:
+            i, system, code = unknown_systems[0]
+            at = loc if single else f"{loc}[{i}]"
+            yield Issue("information", INFORMATIONAL, at, f"codes of {system} cannot be expanded offline: {code!r} was checked for system and form only, not for membership in {exp.url}", "binding-offline")
+            return
+        if any(isinstance(c, dict) and "code" in c for c in codings):
+            what = "the code is not" if single else "none of the codings is"
+            yield Issue(severity, CODE_INVALID, loc, f"{what} in the value set {exp.url} ({strength} binding)", "binding")
+
+    def check_coding(self, coding: dict[str, Any], loc: str) -> Iterator[Issue]:
+        """Issues for a Coding whose code is unknown in a local complete CodeSystem, or has a bad form."""
+        system, code = coding.get("system"), coding.get("code")
+        if not isinstance(system, str) or not isinstance(code, str):
+            return
+        form = _FORMS.get(system)
+        if form is not None:
+            if form.fullmatch(code) is None:
+                yield Issue("error", CODE_INVALID, loc + ".code", f"{code!r} is not a valid code of {system}", "code-form")
+            return
+        codes = self.system_codes(system)
+        if codes is not None and code not in codes:
+            yield Issue("error", CODE_INVALID, loc + ".code", f"unknown code {code!r} in the code system {system}", "code-unknown")
+
+
+def _walk_concepts(concepts: list[Any], ancestors: tuple[str, ...]) -> Iterator[tuple[str, tuple[str, ...]]]:
+    for c in concepts:
+        if not isinstance(c, dict) or not isinstance(c.get("code"), str):
+            continue
+        yield c["code"], ancestors
+        if isinstance(c.get("concept"), list):
+            yield from _walk_concepts(c["concept"], (*ancestors, c["code"]))
+
+
+def _walk_contains(contains: list[Any]) -> Iterator[tuple[str, str]]:
+    for c in contains:
+        if not isinstance(c, dict):
+            continue
+        if isinstance(c.get("system"), str) and isinstance(c.get("code"), str):
+            yield c["system"], c["code"]
+        if isinstance(c.get("contains"), list):
+            yield from _walk_contains(c["contains"])

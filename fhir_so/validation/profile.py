@@ -1,0 +1,472 @@
+"""The element walker: checks one resource against the precompiled plans of its type and profiles.
+
+Per JSON key it looks the child up in the plan (unknown elements are errors), checks JSON
+array-ness, the primitive's form, fixed and pattern values, bindings, reference targets,
+extensions (by url, against their own definitions), slices, cardinality and the invariants
+checked natively (ele-1, ext-1, dom-2..6, txt-1/2, ref-1). The other invariants are queued
+and evaluated with FHIRPath once the resource is walked, on values with the ``_x`` primitive
+extensions stripped (a fhirpathpy quirk). Findings go to a list (the sink) as they are found.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from fhir_so.validation.bindings import Terminology
+from fhir_so.validation.fhirpath import InvariantEngine
+from fhir_so.validation.findings import (
+    INFORMATIONAL,
+    INVARIANT,
+    NOT_FOUND,
+    REQUIRED,
+    STRUCTURE,
+    VALUE,
+    Issue,
+)
+from fhir_so.validation.native import NATIVE_EXPRESSIONS
+from fhir_so.validation.plan import MISSING, Node, PlanRegistry
+from fhir_so.validation.primitives import CHECKERS, as_dict, json_type
+from fhir_so.validation.slicing import SliceMatcher, matches_pattern
+
+_TAGS = re.compile(r"<[^>]*>")
+_REF_TYPE = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/[A-Za-z0-9\-.]{1,64}(?:/_history/[A-Za-z0-9\-.]{1,64})?$")
+_RESOURCE_TYPES = frozenset({"Resource", "DomainResource"})
+
+
+@dataclass(slots=True)
+class BundleIndex:
+    """A Bundle's entries by fullUrl (and by ``Type/id``), to resolve references inside it."""
+
+    by_url: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, bundle: dict[str, Any]) -> "BundleIndex":
+        index = cls()
+        for entry in bundle.get("entry") or []:
+            if not isinstance(entry, dict):
+                continue
+            res = entry.get("resource")
+            if not isinstance(res, dict):
+                continue
+            full = entry.get("fullUrl")
+            if isinstance(full, str):
+                index.by_url[full] = res
+            rt, rid = res.get("resourceType"), res.get("id")
+            if isinstance(rt, str) and isinstance(rid, str):
+                index.by_url.setdefault(f"{rt}/{rid}", res)
+        return index
+
+    def resolve(self, ref: str) -> dict[str, Any] | None:
+        """The entry resource a reference points to, if it is in the Bundle."""
+        hit = self.by_url.get(ref)
+        if hit is None and not ref.startswith("urn:"):
+            m = _REF_TYPE.search(ref)
+            if m:
+                hit = self.by_url.get(ref[m.start():].lstrip("/").split("/_history/")[0])
+        return hit
+
+
+@dataclass(slots=True)
+class _Ctx:
+    """State of one resource walk."""
+
+    sink: list[Issue]
+    resource: dict[str, Any]
+    root: dict[str, Any]
+    bundle: BundleIndex | None
+    contained: dict[str, str]
+    pending: list[tuple[Any, Any, str, str, list[Any], Any]] = field(default_factory=list)
+    stripped: bool = False
+
+
+class ElementWalker:
+    """Walks resources against plans; one instance per validator (holds caches, no global state)."""
+
+    def __init__(self, plans: PlanRegistry, terminology: Terminology, invariants: InvariantEngine, *, check_codes: bool = True) -> None:
+        self.plans = plans
+        self.terminology = terminology
+        self.invariants = invariants
+        self.check_codes = check_codes
+        self.slices = SliceMatcher(self)
+        self._reported_skips: set[str] = set()
+
+    # -- resources ---------------------------------------------------------------------------------
+    def resource(
+        self,
+        res: Any,
+        loc: str,
+        sink: list[Issue],
+        *,
+        profiles: Sequence[str] = (),
+        bundle: BundleIndex | None = None,
+        root: dict[str, Any] | None = None,
+        allowed_types: tuple[str, ...] | None = None,
+    ) -> None:
+        """Validate one resource at ``loc`` against its type, its declared profiles and ``profiles``."""
+        if not isinstance(res, dict):
+            sink.append(Issue("error", STRUCTURE, loc, f"expected a resource (a JSON object), found {json_type(res)}", "structure"))
+            return
+        rt = res.get("resourceType")
+        if not isinstance(rt, str):
+            sink.append(Issue("error", REQUIRED, loc, "the resource has no resourceType", "resource-type"))
+            return
+        base = self.plans.plan(rt)
+        if base is None or base.kind != "resource":
+            sink.append(Issue("error", STRUCTURE, loc, f"unknown resource type {rt!r}", "resource-type"))
+            return
+        if allowed_types and rt not in allowed_types and "Resource" not in allowed_types:
+            sink.append(Issue("error", STRUCTURE, loc, f"a {rt} is not allowed here; expected {', '.join(allowed_types)}", "resource-type"))
+        if loc == "":
+            loc = rt
+        wanted: list[str] = list(profiles)
+        meta = res.get("meta")
+        declared = meta.get("profile") if isinstance(meta, dict) else None
+        if isinstance(declared, list):
+            wanted.extend(p for p in declared if isinstance(p, str) and p not in wanted)
+        plans = []
+        for url in wanted:
+            plan = self.plans.plan(url)
+            if plan is None:
+                sink.append(Issue("warning", NOT_FOUND, loc, f"profile {url} is unknown (not in any loaded package), so the resource was not checked against it", "profile-unknown"))
+            elif plan.type != rt:
+                sink.append(Issue("error", STRUCTURE, loc, f"profile {url} is for {plan.type}, not {rt}", "profile-type"))
+            else:
+                plans.append(plan)
+        if not plans:
+            plans = [base]
+        if rt == "Bundle":
+            bundle = BundleIndex.of(res)
+        contained = {}
+        for c in res.get("contained") or [] if isinstance(res.get("contained"), list) else []:
+            if isinstance(c, dict) and isinstance(c.get("id"), str):
+                contained[c["id"]] = str(c.get("resourceType"))
+        seen: set[tuple[str, str, str]] = set()
+        for plan in plans:
+            own: list[Issue] = []
+            ctx = _Ctx(own, res, root or res, bundle, contained)
+            stripped = self.complex(plan.root, rt, res, loc, ctx, is_resource=True)
+            self._resource_invariants(plan.root, res, loc, ctx)
+            self._run_pending(ctx, stripped, root)
+            for issue in own:
+                key = (issue.severity, issue.expression, issue.message)
+                if key not in seen:
+                    seen.add(key)
+                    sink.append(issue)
+
+    def _resource_invariants(self, node: Node, res: dict[str, Any], loc: str, ctx: _Ctx) -> None:
+        native = node.native
+        contained = res.get("contained")
+        if isinstance(contained, list) and contained:
+            for i, c in enumerate(contained):
+                if not isinstance(c, dict):
+                    continue
+                at = f"{loc}.contained[{i}]"
+                if "dom-2" in native and c.get("contained"):
+                    ctx.sink.append(Issue("error", INVARIANT, at, "dom-2: a contained resource SHALL NOT contain nested resources", "dom-2"))
+                meta = as_dict(c.get("meta"), {})
+                if "dom-4" in native and ("versionId" in meta or "lastUpdated" in meta):
+                    ctx.sink.append(Issue("error", INVARIANT, at, "dom-4: a contained resource SHALL NOT have meta.versionId or meta.lastUpdated", "dom-4"))
+                if "dom-5" in native and "security" in meta:
+                    ctx.sink.append(Issue("error", INVARIANT, at, "dom-5: a contained resource SHALL NOT have a security label", "dom-5"))
+            if "dom-3" in native:
+                refs = _references(res, skip_contained=True)
+                for i, c in enumerate(contained):
+                    if not isinstance(c, dict) or not isinstance(c.get("id"), str):
+                        continue
+                    if "#" + c["id"] in refs or "#" in _references(c, skip_contained=False):
+                        continue
+                    ctx.sink.append(Issue("error", INVARIANT, f"{loc}.contained[{i}]", f"dom-3: the contained resource {c['id']!r} is not referred to from elsewhere in the resource (add a reference to '#{c['id']}')", "dom-3"))
+        if "dom-6" in native and ctx.root is res:
+            text = res.get("text")
+            if not (isinstance(text, dict) and text.get("div")):
+                ctx.sink.append(Issue("warning", INVARIANT, loc, "dom-6: a resource should have narrative (text.div) for robust management", "dom-6"))
+
+    # -- elements -------------------------------------------------------------------------------------
+    def complex(self, node: Node, code: str, value: Any, loc: str, ctx: _Ctx, *, is_resource: bool = False) -> Any:
+        """Check an object against an element node; returns the value without ``_x`` keys (for FHIRPath)."""
+        if not isinstance(value, dict):
+            ctx.sink.append(Issue("error", STRUCTURE, loc, f"expected an object ({code}), found {json_type(value)}", "type"))
+            return value
+        type_root: Node | None = None
+        if code == "Extension":
+            node = self._extension_node(node, value, loc, ctx)
+        children = node.children
+        required, limited = node.required, node.limited
+        if children is None:
+            type_root = self.plans.type_root(code)
+            if type_root is None:
+                ctx.sink.append(Issue("error", STRUCTURE, loc, f"unknown type {code!r}", "type"))
+                return value
+            children = type_root.children or {}
+            required, limited = type_root.required, type_root.limited
+        if not value or (len(value) == 1 and "id" in value):
+            ctx.sink.append(Issue("error", INVARIANT, loc, "ele-1: all FHIR elements must have a value or children", "ele-1"))
+        sink = ctx.sink
+        out: dict[str, Any] | None = None
+        choice_seen: dict[int, str] = {}
+        for key, item in value.items():
+            if key == "resourceType" and is_resource:
+                continue
+            entry = children.get(key)
+            if entry is None:
+                if key[:1] == "_" and key[1:] in children:
+                    self._primitive_extension(children[key[1:]][0], key[1:], item, value.get(key[1:]), loc, ctx)
+                    if out is None:
+                        out = {k: v for k, v in value.items() if k[:1] != "_"}
+                    continue
+                sink.append(Issue("error", STRUCTURE, f"{loc}.{key}", f"unrecognised element {key!r}: it is not part of {node.path if node.types else code}", "unknown-element"))
+                continue
+            child, ccode = entry
+            if child.name.endswith("[x]"):
+                other = choice_seen.get(id(child))
+                if other is not None:
+                    sink.append(Issue("error", STRUCTURE, f"{loc}.{key}", f"only one of {child.name} is allowed, found both {other} and {key}", "cardinality"))
+                choice_seen[id(child)] = key
+            at = f"{loc}.{key}"
+            if child.max == 0:
+                sink.append(Issue("error", STRUCTURE, at, f"{child.path} is not allowed here (max cardinality 0)", "cardinality"))
+                continue
+            if child.is_array:
+                if not isinstance(item, list):
+                    sink.append(Issue("error", STRUCTURE, at, f"{key} must be a JSON array", "structure"))
+                    continue
+                if not item:
+                    sink.append(Issue("error", STRUCTURE, at, f"{key} is an empty array: omit it instead", "structure"))
+                    continue
+                if child.slicing is not None and child.slicing.slices:
+                    new = self.slices.walk(child, ccode, item, at, ctx, value.get("_" + key))
+                else:
+                    new = None
+                    prim = ccode in CHECKERS
+                    for i, x in enumerate(item):
+                        if x is None and prim and isinstance(value.get("_" + key), list):
+                            continue
+                        r = self.value(child, ccode, x, f"{at}[{i}]", ctx)
+                        if r is not x:
+                            if new is None:
+                                new = list(item)
+                            new[i] = r
+                if new is not None:
+                    if out is None:
+                        out = {k: v for k, v in value.items() if k[:1] != "_"}
+                    out[key] = new
+            else:
+                if isinstance(item, list):
+                    sink.append(Issue("error", STRUCTURE, at, f"{key} must not be an array (max cardinality 1)", "structure"))
+                    continue
+                if child.slicing is not None and child.slicing.slices:
+                    r = self.slices.walk(child, ccode, [item], at, ctx, None)
+                    r = item if r is None else r[0]
+                else:
+                    r = self.value(child, ccode, item, at, ctx)
+                if r is not item:
+                    if out is None:
+                        out = {k: v for k, v in value.items() if k[:1] != "_"}
+                    out[key] = r
+        for req in required:
+            if not any(k in value or ("_" + k) in value for k in req.keys()):
+                sink.append(Issue("error", REQUIRED, loc, f"{req.path}: minimum required = {req.min}, but only found 0", "cardinality"))
+        for lim in limited:
+            if lim.is_array and lim.max >= 0:
+                items = value.get(lim.name)
+                if isinstance(items, list) and len(items) > lim.max:
+                    sink.append(Issue("error", STRUCTURE, f"{loc}.{lim.name}", f"{lim.path}: maximum allowed = {lim.max}, but found {len(items)}", "cardinality"))
+        stripped = value if out is None else out
+        if node.constraints or (type_root is not None and type_root.constraints):
+            cons = list(node.constraints)
+            if type_root is not None:
+                cons.extend(c for c in type_root.constraints if all(c.key != k.key for k in node.constraints))
+            path = node.path if (is_resource or not code or code in ("BackboneElement", "Element")) else code
+            ctx.pending.append((cons, stripped, path, loc, [], None))
+        elif code not in ("BackboneElement", "Element", "Resource") and not is_resource and node.children is not None:
+            tr = self.plans.type_root(code)
+            if tr is not None and tr.constraints:
+                ctx.pending.append((list(tr.constraints), stripped, code, loc, [], None))
+        if out is not None:
+            ctx.stripped = True
+        return stripped
+
+    def value(self, node: Node, code: str, x: Any, loc: str, ctx: _Ctx) -> Any:
+        """Check one occurrence of an element (primitive, complex or resource)."""
+        checker = CHECKERS.get(code)
+        sink = ctx.sink
+        if checker is not None:
+            if node.path.endswith(".id") and node.path.count(".") == 1 and ctx.resource is not None:
+                checker = CHECKERS["id"]
+            msg = checker(x)
+            if msg is not None:
+                sink.append(Issue("error", VALUE if isinstance(x, (str, int, float)) and not isinstance(x, bool) else STRUCTURE, loc, msg, "type"))
+                return x
+            if node.fixed is not MISSING and x != node.fixed:
+                sink.append(Issue("error", VALUE, loc, f"value is {x!r}, but the profile fixes it to {node.fixed!r}", "fixed"))
+            elif node.pattern is not MISSING and x != node.pattern:
+                sink.append(Issue("error", VALUE, loc, f"value is {x!r}, but the profile requires {node.pattern!r}", "pattern"))
+            if node.binding is not None and code in ("code", "string", "uri"):
+                sink.extend(self.terminology.check_binding(node.binding[0], node.binding[1], code, x, loc))
+            if node.max_length is not None and isinstance(x, str) and len(x) > node.max_length:
+                sink.append(Issue("error", VALUE, loc, f"the value is longer than the maximum length {node.max_length}", "max-length"))
+            if code == "xhtml" and isinstance(x, str) and not _TAGS.sub("", x).strip() and "<img" not in x:
+                sink.append(Issue("error", INVARIANT, loc, "txt-2: the narrative SHALL have some non-whitespace content", "txt-2"))
+            if node.constraints:
+                ctx.pending.append((list(node.constraints), x, code, loc, [], None))
+            return x
+        if code in _RESOURCE_TYPES or (node.types and node.types[0] in _RESOURCE_TYPES):
+            profiles = node.type_profiles.get(code, ())
+            self.resource(x, loc, sink, profiles=profiles, bundle=ctx.bundle if ctx.resource.get("resourceType") == "Bundle" or ctx.bundle else None, root=None if ctx.resource.get("resourceType") == "Bundle" else ctx.root)
+            return x
+        r = self.complex(node, code, x, loc, ctx)
+        if not isinstance(x, dict):
+            return x
+        if node.fixed is not MISSING and x != node.fixed and _strip_ids(x) != node.fixed:
+            sink.append(Issue("error", VALUE, loc, f"the value does not equal the fixed value the profile requires: {_short(node.fixed)}", "fixed"))
+        elif node.pattern is not MISSING and not matches_pattern(x, node.pattern):
+            sink.append(Issue("error", VALUE, loc, f"the value does not match the pattern the profile requires: {_short(node.pattern)}", "pattern"))
+        if node.binding is not None and code in ("Coding", "CodeableConcept", "Quantity"):
+            sink.extend(self.terminology.check_binding(node.binding[0], node.binding[1], code, x, loc))
+        if code == "Coding" and self.check_codes:
+            sink.extend(self.terminology.check_coding(x, loc))
+        elif code == "CodeableConcept" and self.check_codes and isinstance(x.get("coding"), list):
+            for i, c in enumerate(x["coding"]):
+                if isinstance(c, dict):
+                    sink.extend(self.terminology.check_coding(c, f"{loc}.coding[{i}]"))
+        elif code == "Reference":
+            self._reference(node, x, loc, ctx)
+        return r
+
+    def _primitive_extension(self, node: Node, key: str, ext: Any, val: Any, loc: str, ctx: _Ctx) -> None:
+        at = f"{loc}._{key}"
+        elem_root = self.plans.type_root("Element")
+        if elem_root is None:
+            return
+        if node.is_array:
+            if not isinstance(ext, list):
+                ctx.sink.append(Issue("error", STRUCTURE, at, f"_{key} must be a JSON array", "structure"))
+                return
+            if isinstance(val, list) and len(val) != len(ext):
+                ctx.sink.append(Issue("error", STRUCTURE, at, f"_{key} must have as many items as {key}", "structure"))
+            for i, e in enumerate(ext):
+                if e is None:
+                    if not isinstance(val, list) or i >= len(val) or val[i] is None:
+                        ctx.sink.append(Issue("error", STRUCTURE, f"{at}[{i}]", "null without a value: the item has neither a value nor extensions", "structure"))
+                    continue
+                self.complex(elem_root, "Element", e, f"{at}[{i}]", ctx)
+        else:
+            self.complex(elem_root, "Element", ext, at, ctx)
+
+    def _extension_node(self, node: Node, value: dict[str, Any], loc: str, ctx: _Ctx) -> Node:
+        url = value.get("url")
+        profiles = node.type_profiles.get("Extension", ())
+        for p in profiles:
+            plan = self.plans.plan(p)
+            if plan is not None:
+                return plan.root
+        if not isinstance(url, str):
+            return node
+        has_ext, has_val = "extension" in value, any(k.startswith("value") for k in value)
+        if has_ext == has_val:
+            ctx.sink.append(Issue("error", INVARIANT, loc, "ext-1: an extension must have either extensions or a value[x], not both", "ext-1"))
+        if node.children is not None and node.path.startswith("Extension.extension"):
+            return node  # a sub-extension of a complex extension: checked against its own slice
+        if url.startswith(("http://", "https://", "urn:")):
+            plan = self.plans.plan(url)
+            if plan is not None and plan.type == "Extension":
+                return plan.root
+        modifier = node.name == "modifierExtension"
+        if modifier:
+            ctx.sink.append(Issue("error", STRUCTURE, loc, f"unknown modifier extension {url}: a modifier extension must be understood to process the resource", "extension-unknown"))
+        else:
+            ctx.sink.append(Issue("information", INFORMATIONAL, loc, f"unknown extension {url}: not in any loaded package, so only its structure was checked", "extension-unknown"))
+        return node
+
+    def _reference(self, node: Node, x: dict[str, Any], loc: str, ctx: _Ctx) -> None:
+        ref = x.get("reference")
+        target: str | None = None
+        if isinstance(ref, str):
+            if ref.startswith("#"):
+                if ref != "#":
+                    target = ctx.contained.get(ref[1:])
+                    if target is None:
+                        ctx.sink.append(Issue("error", INVARIANT, loc, f"ref-1: {ref!r} does not match the id of a contained resource", "ref-1"))
+                        return
+                else:
+                    target = ctx.root.get("resourceType") if isinstance(ctx.root, dict) else None
+            elif ctx.bundle is not None:
+                res = ctx.bundle.resolve(ref)
+                if res is not None:
+                    target = str(res.get("resourceType"))
+                elif ref.startswith("urn:"):
+                    ctx.sink.append(Issue("error", NOT_FOUND, f"{loc}.reference", f"{ref} is not the fullUrl of any entry in this Bundle", "reference-resolve"))
+                    return
+            if target is None and not ref.startswith(("urn:", "#")):
+                m = _REF_TYPE.search(ref.split("?")[0])
+                if m:
+                    target = m.group(1)
+        declared = x.get("type")
+        if target is not None and isinstance(declared, str) and declared != target:
+            ctx.sink.append(Issue("error", STRUCTURE, f"{loc}.type", f"the reference type {declared!r} does not match the referenced resource {target!r}", "reference-target"))
+        if target is None and isinstance(declared, str):
+            target = declared
+        if target is not None and node.target_types is not None and target not in node.target_types:
+            ctx.sink.append(
+                Issue("error", STRUCTURE, loc, f"invalid resource target type: found {target}, but expected one of ({', '.join(node.target_types)})", "reference-target")
+            )
+
+    def probe_context(self, sink: list[Issue], ctx: _Ctx) -> _Ctx:
+        """A fresh walk state sharing ``ctx``'s resource, for trying an item against a slice's profile."""
+        return _Ctx(sink, ctx.resource, ctx.root, ctx.bundle, ctx.contained)
+
+    # -- invariants -----------------------------------------------------------------------------------
+    def _run_pending(self, ctx: _Ctx, stripped_resource: Any, root: Any) -> None:
+        if not ctx.pending:
+            return
+        resource = stripped_resource
+        root_res = resource if root is None else root
+        for cons, val, path, loc, _, _ in ctx.pending:
+            for c in cons:
+                native = NATIVE_EXPRESSIONS.get(c.expression)
+                if native is not None:
+                    ok: bool | None = native(val)
+                else:
+                    ok = self.invariants.evaluate(c.expression, val, path, resource, root_res)
+                    if ok is None:
+                        if c.expression not in self._reported_skips:
+                            self._reported_skips.add(c.expression)
+                        continue
+                if not ok:
+                    sev = "error" if c.severity == "error" else "warning"
+                    ctx.sink.append(Issue(sev, INVARIANT, loc, f"{c.key}: {c.human}", c.key))
+
+
+def _strip_ids(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _strip_ids(v) for k, v in x.items() if k != "id"}
+    if isinstance(x, list):
+        return [_strip_ids(v) for v in x]
+    return x
+
+
+def _short(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) < 160 else text[:157] + "..."
+
+
+def _references(obj: Any, *, skip_contained: bool) -> set[str]:
+    """Every reference string (and '#...' canonical/uri value) under obj."""
+    out: set[str] = set()
+    stack = [obj]
+    while stack:
+        cur = stack.pop()
+        if isinstance(cur, dict):
+            for k, v in cur.items():
+                if skip_contained and k == "contained" and cur is obj:
+                    continue
+                if isinstance(v, str):
+                    if k == "reference" or v.startswith("#"):
+                        out.add(v)
+                elif isinstance(v, (dict, list)):
+                    stack.append(v)
+        elif isinstance(cur, list):
+            stack.extend(v for v in cur if isinstance(v, (dict, list)))
+    return out

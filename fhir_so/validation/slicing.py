@@ -1,0 +1,227 @@
+"""Slicing: assign each item of a sliced list to a slice, then check slice cardinality and the rules.
+
+Discriminators supported: ``value`` and ``pattern`` (the fixed/pattern value, or a required
+binding, of the element at the discriminator path in the slice), ``type``, ``profile`` (the
+item conforms to the slice's type profile) and ``exists``. Rules: open, closed (an item that
+fits no slice is an error), openAtEnd (unmatched items only after the matched ones) and
+ordered (items in the order of the slices). A discriminator path through ``resolve()`` cannot
+be followed offline and is ignored.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from fhir_so.validation.findings import STRUCTURE, Issue
+from fhir_so.validation.plan import MISSING, Discriminator, Node
+from fhir_so.validation.primitives import as_list
+
+if TYPE_CHECKING:
+    from fhir_so.validation.profile import ElementWalker, _Ctx
+
+_UNRESOLVED: Any = object()
+
+
+class SliceMatcher:
+    """Matches list items to slices; caches the element a discriminator path names in each slice."""
+
+    def __init__(self, walker: "ElementWalker") -> None:
+        self._walker = walker
+        self._targets: dict[tuple[int, str], Node | None] = {}
+
+    def walk(self, node: Node, code: str, items: list[Any], loc: str, ctx: "_Ctx", prim_ext: Any) -> list[Any] | None:
+        """Validate the items of a sliced element; returns the stripped items when any changed."""
+        slicing = node.slicing
+        assert slicing is not None  # the walker calls this only for sliced elements
+        slices = slicing.slices
+        assigned: list[int] = []
+        for x in items:
+            idx = -1
+            for si, s in enumerate(slices):
+                if self.matches(s, slicing.discriminators, code, x, ctx):
+                    idx = si
+                    break
+            assigned.append(idx)
+        sink = ctx.sink
+        parent_loc = loc.rpartition(".")[0] or loc
+        new: list[Any] | None = None
+        last_matched = -1
+        highest = -1
+        for i, (x, si) in enumerate(zip(items, assigned)):
+            at = f"{loc}[{i}]" if node.is_array else loc
+            if si < 0:
+                if slicing.rules == "closed":
+                    sink.append(Issue("error", STRUCTURE, at, f"this item matches none of the slices of {node.path}, and the slicing is closed", "slicing"))
+                elif slicing.rules == "openAtEnd" and any(a >= 0 for a in assigned[i + 1:]):
+                    sink.append(Issue("error", STRUCTURE, at, f"unmatched items of {node.path} must come after the sliced ones (openAtEnd)", "slicing"))
+            else:
+                if slicing.ordered and si < highest:
+                    sink.append(Issue("error", STRUCTURE, at, f"the slices of {node.path} must be in order: {slices[si].slice_name} comes after {slices[highest].slice_name}", "slicing"))
+                highest = max(highest, si)
+                last_matched = i
+            target = slices[si] if si >= 0 else node
+            if x is None and prim_ext is not None:
+                continue
+            item_code = code
+            if si >= 0 and target.types and code not in target.types and len(target.types) == 1:
+                item_code = target.types[0]
+            r = self._walker.value(target, item_code, x, at, ctx)
+            if r is not x:
+                if new is None:
+                    new = list(items)
+                new[i] = r
+        del last_matched
+        for si, s in enumerate(slices):
+            n = sum(1 for a in assigned if a == si)
+            if n < s.min:
+                sink.append(Issue("error", STRUCTURE, parent_loc if n == 0 else loc, f"slice {s.slice_name!r} of {node.path}: minimum required = {s.min}, but only found {n}", "slicing-cardinality"))
+            elif s.max >= 0 and n > s.max:
+                sink.append(Issue("error", STRUCTURE, loc, f"slice {s.slice_name!r} of {node.path}: maximum allowed = {s.max}, but found {n}", "slicing-cardinality"))
+        return new
+
+    # -- matching ------------------------------------------------------------------------------------------
+    def matches(self, s: Node, discriminators: tuple[Discriminator, ...], code: str, x: Any, ctx: "_Ctx") -> bool:
+        """True when the item fits the slice on every discriminator that can be evaluated."""
+        for d in discriminators:
+            if "resolve()" in d.path:
+                continue
+            target = self._target(s, d.path)
+            if target is None:
+                continue
+            values = _values_at(x, d.path)
+            kind = d.kind
+            if kind in ("value", "pattern"):
+                expected = target.fixed if target.fixed is not MISSING else target.pattern
+                if expected is MISSING:
+                    if target.binding is not None and target.binding[0] == "required":
+                        exp = self._walker.terminology.expand(target.binding[1])
+                        if exp is None or not any(_in_expansion(exp, v) for v in values):
+                            return False
+                    continue
+                if not any(matches_pattern(v, expected) for v in values):
+                    return False
+            elif kind == "exists":
+                if target.min >= 1 and not values:
+                    return False
+                if target.max == 0 and values:
+                    return False
+            elif kind == "type":
+                if d.path == "$this":
+                    rt = x.get("resourceType") if isinstance(x, dict) else None
+                    if rt is not None:
+                        if rt not in target.types and not any(p.endswith("/" + rt) for ps in target.type_profiles.values() for p in ps):
+                            return False
+                    elif code not in target.types:
+                        return False
+                elif not values:
+                    return False
+            elif kind == "profile":
+                profiles = [p for ps in target.type_profiles.values() for p in ps]
+                if not profiles:
+                    continue
+                for v in values or [None]:
+                    if v is None:
+                        return False
+                    probe: list[Issue] = []
+                    if isinstance(v, dict) and "resourceType" in v:
+                        self._walker.resource(v, "probe", probe, profiles=profiles[:1])
+                    else:
+                        plan = self._walker.plans.plan(profiles[0])
+                        if plan is None:
+                            continue
+                        pctx = self._walker.probe_context(probe, ctx)
+                        self._walker.complex(plan.root, plan.type, v, "probe", pctx)
+                    if any(i.is_error for i in probe):
+                        return False
+        return True
+
+    def _target(self, s: Node, path: str) -> Node | None:
+        key = (id(s), path)
+        try:
+            return self._targets[key]
+        except KeyError:
+            pass
+        node: Node | None = s
+        if path != "$this":
+            for seg in _segments(path):
+                node = self._child(node, seg) if node is not None else None
+        self._targets[key] = node
+        return node
+
+    def _child(self, node: Node, seg: str) -> Node | None:
+        children = node.children
+        if children is None:
+            for code in node.types:
+                for p in node.type_profiles.get(code, ()):
+                    plan = self._walker.plans.plan(p)
+                    if plan is not None and plan.root.children is not None:
+                        children = plan.root.children
+                        break
+                if children is None:
+                    root = self._walker.plans.type_root(code)
+                    children = root.children if root is not None else None
+                if children is not None:
+                    break
+        if children is None:
+            return None
+        hit = children.get(seg)
+        if hit is not None:
+            return hit[0]
+        for child, _ in children.values():
+            if child.name == seg + "[x]":
+                return child
+        return None
+
+
+def matches_pattern(value: Any, pattern: Any) -> bool:
+    """FHIR pattern semantics: every part of the pattern appears in the value (lists: each pattern item in some value item)."""
+    if isinstance(pattern, dict):
+        if not isinstance(value, dict):
+            return False
+        return all(k in value and matches_pattern(value[k], v) for k, v in pattern.items())
+    if isinstance(pattern, list):
+        if not isinstance(value, list):
+            return False
+        return all(any(matches_pattern(v, p) for v in value) for p in pattern)
+    return bool(value == pattern)
+
+
+def _segments(path: str) -> list[str]:
+    out = []
+    for seg in path.split("."):
+        if seg.startswith("ofType("):
+            continue
+        if seg.startswith("extension("):
+            out.append("extension")
+            continue
+        out.append(seg)
+    return out
+
+
+def _values_at(x: Any, path: str) -> list[Any]:
+    current = [x]
+    if path == "$this":
+        return current
+    for seg in _segments(path):
+        nxt: list[Any] = []
+        for c in current:
+            if not isinstance(c, dict):
+                continue
+            if seg in c:
+                v = c[seg]
+                nxt.extend(v if isinstance(v, list) else [v])
+            else:
+                for k, v in c.items():
+                    if k.startswith(seg) and k[len(seg):len(seg) + 1].isupper():
+                        nxt.extend(v if isinstance(v, list) else [v])
+        current = nxt
+    return current
+
+
+def _in_expansion(exp: Any, v: Any) -> bool:
+    if isinstance(v, str):
+        return bool(exp.contains(None, v))
+    if isinstance(v, dict):
+        codings = as_list(v.get("coding"), [v])
+        return any(isinstance(c, dict) and isinstance(c.get("code"), str) and exp.contains(c.get("system"), c["code"]) for c in codings)
+    return False

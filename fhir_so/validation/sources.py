@@ -1,0 +1,114 @@
+"""Inputs to validate, streamed: files, directories (recursively), Bundles and NDJSON, one resource at a time.
+
+NDJSON is read line by line, so memory stays flat in the input size. A file that cannot be
+read or parsed becomes an :class:`Input` carrying an :class:`~fhir_so.errors.InputError`
+that names the file and the line and column, and the stream goes on with the next input.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import orjson
+
+from fhir_so.errors import InputError
+
+NDJSON_SUFFIXES = (".ndjson", ".jsonl")
+JSON_SUFFIXES = (".json",)
+
+
+@dataclass(frozen=True, slots=True)
+class Input:
+    """One resource to validate (or the error that kept it from being read) and where it came from."""
+
+    source: str
+    resource: Any = None
+    error: InputError | None = None
+    line: int | None = None
+
+    @property
+    def uri(self) -> str:
+        """A URI naming the input: file:///abs/path, with #line=N for an NDJSON line."""
+        path = Path(self.source.split(":", 1)[0] if self.line is not None else self.source)
+        uri = path.resolve().as_uri() if self.source != "-" else "urn:stdin"
+        return f"{uri}#line={self.line}" if self.line is not None else uri
+
+
+def parse(data: bytes, source: str, *, line: int | None = None) -> Any:
+    """Parse JSON bytes with orjson; a failure is an InputError naming the source, line and column."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        if line is None:
+            where = f"line {exc.lineno} column {exc.colno}"
+        else:
+            where = f"line {line} column {exc.colno}"
+        if not data.strip():
+            raise InputError("the file is empty; expected a JSON object", source=source) from None
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as uexc:
+            raise InputError(f"not valid UTF-8 (byte offset {uexc.start})", source=source, location=f"line {line}" if line else None) from None
+        raise InputError(f"malformed JSON: {exc.msg}", source=source, location=where) from None
+
+
+def _object(value: Any, source: str, location: str | None) -> Any:
+    if not isinstance(value, dict):
+        kind = type(value).__name__ if value is not None else "null"
+        raise InputError(f"expected a FHIR resource (a JSON object), found {kind}", source=source, location=location)
+    return value
+
+
+def iter_file(path: Path) -> Iterator[Input]:
+    """The resources of one file: a .ndjson/.jsonl file line by line, any other file as one JSON resource."""
+    source = str(path)
+    if path.name.lower().endswith(NDJSON_SUFFIXES):
+        try:
+            fh = path.open("rb")
+        except OSError as exc:
+            yield Input(source, error=InputError(f"cannot read: {exc.strerror or exc}", source=source))
+            return
+        with fh:
+            for n, raw in enumerate(fh, start=1):
+                if not raw.strip():
+                    continue
+                try:
+                    yield Input(f"{source}:{n}", _object(parse(raw, source, line=n), source, f"line {n}"), line=n)
+                except InputError as err:
+                    yield Input(f"{source}:{n}", error=err, line=n)
+        return
+    try:
+        if path.is_dir():
+            raise InputError("is a directory", source=source)
+        data = path.read_bytes()
+    except InputError as err:
+        yield Input(source, error=err)
+        return
+    except FileNotFoundError:
+        yield Input(source, error=InputError("no such file", source=source))
+        return
+    except OSError as exc:
+        yield Input(source, error=InputError(f"cannot read: {exc.strerror or exc}", source=source))
+        return
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        yield Input(source, _object(parse(data, source), source, "$"))
+    except InputError as err:
+        yield Input(source, error=err)
+
+
+def iter_inputs(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Input]:
+    """Every resource under the given paths; directories are walked for *.json and *.ndjson in name order."""
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            for child in sorted(path.rglob("*")):
+                if child.is_file() and not any(part.startswith(".") for part in child.relative_to(path).parts):
+                    if child.name.lower().endswith(JSON_SUFFIXES + NDJSON_SUFFIXES):
+                        yield from iter_file(child)
+        else:
+            yield from iter_file(path)

@@ -1,0 +1,100 @@
+"""The validation engine: layers in order, over one resource or a stream of inputs.
+
+Layers: JSON well-formedness (in :mod:`sources`), structure and profiles (the element walker
+over precompiled plans: types, primitive formats, cardinality, fixed/pattern, bindings,
+references, extensions, slicing, native invariants), FHIRPath invariants, and the project's
+business rules across a Bundle. A resource is checked against the profiles it declares in
+``meta.profile`` plus those the validator is given; with none, against its core type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Iterable, Iterator, Sequence
+
+from fhir_so.validation.bindings import Terminology
+from fhir_so.validation.fhirpath import InvariantEngine
+from fhir_so.validation.findings import Issue, best_issue
+from fhir_so.validation.outcome import to_operation_outcome
+from fhir_so.validation.plan import PlanRegistry
+from fhir_so.validation.profile import ElementWalker
+from fhir_so.validation.rules import BusinessRules
+from fhir_so.validation.snapshot import DefinitionSource
+from fhir_so.validation.sources import Input, iter_inputs
+
+
+@dataclass(frozen=True)
+class ValidatorOptions:
+    """How strict the validator is and when "now" is (consent periods are judged at ``now``)."""
+
+    business_rules: bool = True
+    check_codes: bool = True
+    now: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """The findings for one input (or the error that kept it from being read)."""
+
+    input: Input
+    issues: list[Issue]
+
+    @property
+    def is_valid(self) -> bool:
+        return self.input.error is None and not any(i.is_error for i in self.issues)
+
+
+class Validator:
+    """Validates FHIR R4 resources offline against core R4 and profiles from ``definitions``.
+
+    One instance holds every cache (plans, ValueSet expansions, compiled FHIRPath): create it
+    once and reuse it. It is not thread-safe (fhirpathpy keeps module state): use processes.
+    """
+
+    def __init__(self, definitions: DefinitionSource, profiles: Sequence[str] = (), options: ValidatorOptions | None = None) -> None:
+        self.definitions = definitions
+        self.profiles = tuple(profiles)
+        self.options = options or ValidatorOptions()
+        self.plans = PlanRegistry(definitions)
+        self.terminology = Terminology(definitions)
+        self.invariants = InvariantEngine()
+        self.walker = ElementWalker(self.plans, self.terminology, self.invariants, check_codes=self.options.check_codes)
+        self.rules = BusinessRules(self.options.now)
+
+    def check_profiles(self) -> None:
+        """Compile the forced profiles now, so a broken or unknown one fails before any input is read."""
+        from fhir_so.errors import ProfileError
+
+        for url in self.profiles:
+            if self.plans.plan(url) is None:
+                raise ProfileError(f"profile {url} is not in any loaded package (add its package with --package)")
+
+    def iter_issues(self, resource: Any, *, location: str = "") -> Iterator[Issue]:
+        """Every finding for one resource (parsed JSON), structural ones first."""
+        sink: list[Issue] = []
+        self.walker.resource(resource, location, sink, profiles=self.profiles)
+        yield from sink
+        if self.options.business_rules and isinstance(resource, dict) and resource.get("resourceType") == "Bundle":
+            yield from self.rules.check(resource, location or "Bundle")
+
+    def is_valid(self, resource: Any) -> bool:
+        """True when the resource has no error or fatal finding."""
+        return not any(i.is_error for i in self.iter_issues(resource))
+
+    def best_issue(self, resource: Any) -> Issue | None:
+        """The most relevant finding (see :func:`fhir_so.validation.findings.best_issue`), or None."""
+        return best_issue(self.iter_issues(resource))
+
+    @staticmethod
+    def to_operation_outcome(issues: Iterable[Issue]) -> dict[str, object]:
+        """The findings as an OperationOutcome."""
+        return to_operation_outcome(issues)
+
+    def validate_paths(self, paths: Iterable[str]) -> Iterator[Result]:
+        """Stream results over files, directories, Bundles and NDJSON, one input at a time."""
+        for item in iter_inputs(paths):
+            if item.error is not None:
+                yield Result(item, [])
+            else:
+                yield Result(item, list(self.iter_issues(item.resource)))

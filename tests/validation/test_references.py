@@ -1,0 +1,51 @@
+"""References: target types, resolution inside a Bundle (urn:uuid fullUrls), reference.type agreement."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fhir_so.validation import Validator
+
+from .conftest import errors
+
+U1 = "urn:uuid:6f1d0d4e-1111-4000-8000-000000000001"
+U2 = "urn:uuid:6f1d0d4e-1111-4000-8000-000000000002"
+
+
+def _bundle(obs_subject: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Bundle", "type": "transaction",
+        "entry": [
+            {"fullUrl": U1, "resource": {"resourceType": "Patient", "name": [{"family": "Doe"}]}, "request": {"method": "POST", "url": "Patient"}},
+            {"fullUrl": U2, "resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "subject": {"reference": obs_subject}},
+             "request": {"method": "POST", "url": "Observation"}},
+        ],
+    }
+
+
+def test_urn_uuid_reference_resolves_inside_the_bundle(validator: Validator) -> None:
+    assert validator.is_valid(_bundle(U1))
+
+
+def test_urn_uuid_reference_not_in_the_bundle(validator: Validator) -> None:
+    missing = "urn:uuid:6f1d0d4e-1111-4000-8000-000000000009"
+    assert ("reference-resolve", "Bundle.entry[1].resource.subject.reference") in errors(validator.iter_issues(_bundle(missing)))
+
+
+def test_reference_to_a_wrong_target_type(validator: Validator) -> None:
+    b = _bundle(U1)
+    b["entry"][1]["resource"]["subject"] = {"reference": U2}  # an Observation cannot be the subject
+    assert ("reference-target", "Bundle.entry[1].resource.subject") in errors(validator.iter_issues(b))
+    sr = {"resourceType": "ServiceRequest", "status": "active", "intent": "order", "subject": {"reference": "Medication/1"}}
+    assert ("reference-target", "ServiceRequest.subject") in errors(validator.iter_issues(sr))
+
+
+def test_reference_type_must_match(validator: Validator) -> None:
+    sr = {"resourceType": "ServiceRequest", "status": "active", "intent": "order", "subject": {"reference": "Patient/1", "type": "Group"}}
+    assert ("reference-target", "ServiceRequest.subject.type") in errors(validator.iter_issues(sr))
+
+
+def test_bundle_invariants(validator: Validator) -> None:
+    b = _bundle(U1)
+    del b["entry"][0]["request"]
+    assert "bdl-3" in {r for r, _ in errors(validator.iter_issues(b))}
