@@ -214,6 +214,8 @@ def compile_plan(sd: dict[str, Any], elements: list[dict[str, Any]]) -> Plan:
     is_constraint = sd.get("derivation") == "constraint"
     for el in elements[1:]:
         node = _make_node(el, sd_type, False)
+        if node.id == f"{root.id}.id" and sd.get("kind") == "resource":
+            node.types = ("id",)  # R4 types Resource.id as System.String; its form is that of an id
         by_id[node.id] = node
         parent_id, _, last = node.id.rpartition(".")
         parent = by_id.get(parent_id)
@@ -239,8 +241,6 @@ def compile_plan(sd: dict[str, Any], elements: list[dict[str, Any]]) -> Plan:
         if node.max >= 0:
             parent.limited.append(node)
     for node in by_id.values():
-        if node.name.endswith("[x]") and node.children is not None:
-            pass
         if node.slicing is not None and node.slicing.slices and not node.slicing.discriminators and is_constraint:
             raise ProfileError(f"{node.id} is sliced without a discriminator", source=url)
         if node.content_ref and node.children is None:

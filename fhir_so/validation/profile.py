@@ -293,8 +293,6 @@ class ElementWalker:
         checker = CHECKERS.get(code)
         sink = ctx.sink
         if checker is not None:
-            if node.path.endswith(".id") and node.path.count(".") == 1 and ctx.resource is not None:
-                checker = CHECKERS["id"]
             msg = checker(x)
             if msg is not None:
                 sink.append(Issue("error", VALUE if isinstance(x, (str, int, float)) and not isinstance(x, bool) else STRUCTURE, loc, msg, "type"))

@@ -1,0 +1,181 @@
+"""Profiles: snapshots generated from a differential, fixed/pattern, cardinality, slicing, declared and forced
+profiles, the project's own profiles, and broken profiles that must fail with a ProfileError naming them."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from fhir_so.errors import ProfileError
+from fhir_so.packages import PackageCache
+from fhir_so.terminology import PACKAGE_NAME, PACKAGE_VERSION, SD_SERVICE_REQUEST
+from fhir_so.validation import Validator
+
+from .conftest import Overlay, errors, rules
+
+URL = "http://example.org/StructureDefinition/strict-patient"
+MRN = "http://example.org/mrn"
+BIRTHPLACE = "http://hl7.org/fhir/StructureDefinition/patient-birthPlace"
+
+
+def _sd(url: str, diff: list[dict[str, Any]], *, base: str = "http://hl7.org/fhir/StructureDefinition/Patient", type_: str = "Patient") -> dict[str, Any]:
+    return {"resourceType": "StructureDefinition", "url": url, "name": "Test", "status": "draft", "kind": "resource", "abstract": False,
+            "type": type_, "baseDefinition": base, "derivation": "constraint", "differential": {"element": diff}}
+
+
+STRICT = _sd(URL, [
+    {"id": "Patient.identifier", "path": "Patient.identifier", "min": 1, "slicing": {"discriminator": [{"type": "value", "path": "system"}], "rules": "open"}},
+    {"id": "Patient.identifier:mrn", "path": "Patient.identifier", "sliceName": "mrn", "min": 1, "max": "1"},
+    {"id": "Patient.identifier:mrn.system", "path": "Patient.identifier.system", "min": 1, "fixedUri": MRN},
+    {"id": "Patient.gender", "path": "Patient.gender", "min": 1},
+    {"id": "Patient.maritalStatus", "path": "Patient.maritalStatus", "patternCodeableConcept": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-MaritalStatus", "code": "M"}]}},
+    {"id": "Patient.name", "path": "Patient.name", "max": "1"},
+    {"id": "Patient.name.family", "path": "Patient.name.family", "min": 1},
+    {"id": "Patient.telecom", "path": "Patient.telecom", "max": "0"},
+    {"id": "Patient.extension", "path": "Patient.extension", "slicing": {"discriminator": [{"type": "value", "path": "url"}], "rules": "closed"}},
+    {"id": "Patient.extension:birthPlace", "path": "Patient.extension", "sliceName": "birthPlace", "max": "1",
+     "type": [{"code": "Extension", "profile": [BIRTHPLACE]}]},
+    {"id": "Patient.deceased[x]", "path": "Patient.deceased[x]", "type": [{"code": "boolean"}]},
+    {"id": "Patient.contact", "path": "Patient.contact", "slicing": {"discriminator": [{"type": "exists", "path": "organization"}], "rules": "open"},
+     "constraint": [{"key": "sp-1", "severity": "error", "human": "a contact needs a name", "expression": "name.exists()"}]},
+    {"id": "Patient.contact:org", "path": "Patient.contact", "sliceName": "org", "max": "1"},
+    {"id": "Patient.contact:org.organization", "path": "Patient.contact.organization", "min": 1},
+])
+
+GOOD: dict[str, Any] = {"resourceType": "Patient", "meta": {"profile": [URL]}, "identifier": [{"system": MRN, "value": "42"}],
+                        "gender": "female", "name": [{"family": "Doe"}]}
+
+
+@pytest.fixture(scope="module")
+def strict(definitions: Any) -> Validator:
+    return Validator(Overlay(definitions, [STRICT]))
+
+
+def test_snapshot_is_generated_from_the_differential(strict: Validator) -> None:
+    plan = strict.plans.plan(URL)
+    assert plan is not None and plan.type == "Patient"
+    assert plan.by_id["Patient.identifier:mrn.system"].fixed == MRN
+    assert plan.by_id["Patient.name.family"].min == 1
+    assert strict.is_valid(GOOD), list(strict.iter_issues(GOOD))
+
+
+@pytest.mark.parametrize(
+    ("change", "rule", "where"),
+    [
+        (lambda r: r.pop("gender"), "cardinality", "Patient"),
+        (lambda r: r["name"].append({"family": "Roe"}), "cardinality", "Patient.name"),
+        (lambda r: r["name"][0].pop("family"), "cardinality", "Patient.name[0]"),
+        (lambda r: r.update(telecom=[{"system": "phone", "value": "1"}]), "cardinality", "Patient.telecom"),
+        (lambda r: r["identifier"].__setitem__(0, {"system": "http://other", "value": "1"}), "slicing-cardinality", "Patient"),
+        (lambda r: r["identifier"].append({"system": MRN, "value": "43"}), "slicing-cardinality", "Patient.identifier"),
+        (lambda r: r.update(maritalStatus={"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-MaritalStatus", "code": "S"}]}), "pattern", "Patient.maritalStatus"),
+        (lambda r: r.update(deceasedDateTime="2020-01-01"), "unknown-element", "Patient.deceasedDateTime"),
+        (lambda r: r.update(extension=[{"url": "http://example.org/other", "valueString": "x"}]), "slicing", "Patient.extension[0]"),
+        (lambda r: r.update(extension=[{"url": BIRTHPLACE, "valueString": "Lyon"}]), "unknown-element", "Patient.extension[0].valueString"),
+        (lambda r: r.update(contact=[{"gender": "male"}]), "sp-1", "Patient.contact[0]"),
+        (lambda r: r.update(contact=[{"name": {"text": "a"}, "organization": {"display": "x"}}, {"name": {"text": "b"}, "organization": {"display": "y"}}]),
+         "slicing-cardinality", "Patient.contact"),
+    ],
+    ids=["min", "max", "min-in-datatype", "max-0", "required-slice", "slice-max", "pattern", "choice-narrowed",
+         "closed-slicing", "extension-profile", "profile-invariant", "exists-discriminator"],
+)
+def test_profile_rule_fails(strict: Validator, change: Any, rule: str, where: str) -> None:
+    resource = copy.deepcopy(GOOD)
+    change(resource)
+    found = errors(strict.iter_issues(resource))
+    assert (rule, where) in found, found
+
+
+def test_allowed_variants_pass(strict: Validator) -> None:
+    ok = copy.deepcopy(GOOD)
+    ok["extension"] = [{"url": BIRTHPLACE, "valueAddress": {"city": "Lyon"}}]
+    ok["identifier"].append({"system": "http://other", "value": "x"})
+    ok["contact"] = [{"name": {"text": "a"}, "organization": {"display": "x"}}, {"name": {"text": "b"}}]
+    ok["deceasedBoolean"] = False
+    assert strict.is_valid(ok), errors(strict.iter_issues(ok))
+
+
+def test_forced_profile_applies_without_meta_profile(definitions: Any) -> None:
+    forced = Validator(Overlay(definitions, [STRICT]), profiles=[URL])
+    bare = {k: v for k, v in GOOD.items() if k not in ("meta", "gender")}
+    assert ("cardinality", "Patient") in errors(forced.iter_issues(bare))
+    assert Validator(Overlay(definitions, [STRICT])).is_valid(bare)
+
+
+def test_unknown_declared_profile_is_a_warning(validator: Validator) -> None:
+    p = {**GOOD, "meta": {"profile": ["http://example.org/StructureDefinition/unknown"]}}
+    issues = list(validator.iter_issues(p))
+    assert "profile-unknown" in rules(issues, "warning") and not errors(issues)
+
+
+def test_profile_of_another_type_is_an_error(strict: Validator) -> None:
+    obs = {"resourceType": "Observation", "meta": {"profile": [URL]}, "status": "final", "code": {"text": "x"}}
+    assert ("profile-type", "Observation") in errors(strict.iter_issues(obs))
+
+
+# --- broken profiles ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("profiles", "needle"),
+    [
+        ([_sd("http://example.org/sd/bad-element", [{"id": "Patient.colour", "path": "Patient.colour", "min": 1}])], "Patient.colour"),
+        ([_sd("http://example.org/sd/bad-slicing", [
+            {"id": "Patient.identifier", "path": "Patient.identifier", "slicing": {"rules": "open"}},
+            {"id": "Patient.identifier:a", "path": "Patient.identifier", "sliceName": "a"}])], "without a discriminator"),
+        ([_sd("http://example.org/sd/cycle-a", [], base="http://example.org/sd/cycle-b"),
+          _sd("http://example.org/sd/cycle-b", [], base="http://example.org/sd/cycle-a")], "cycle"),
+        ([_sd("http://example.org/sd/no-base", [], base="http://example.org/sd/missing")], "base definition"),
+    ],
+    ids=["unknown-element", "slicing-without-discriminator", "base-cycle", "missing-base"],
+)
+def test_broken_profile_is_a_profile_error(definitions: Any, profiles: list[dict[str, Any]], needle: str) -> None:
+    v = Validator(Overlay(definitions, profiles), profiles=[profiles[0]["url"]])
+    with pytest.raises(ProfileError) as info:
+        v.check_profiles()
+    assert profiles[0]["url"] in str(info.value) and needle in str(info.value)
+
+
+# --- the project's own profiles -------------------------------------------------------------------
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "urology-second-opinion.bundle.json"
+
+
+@pytest.fixture(scope="module")
+def project() -> Validator:
+    cache = PackageCache()
+    if (PACKAGE_NAME, PACKAGE_VERSION) not in cache.installed():
+        pytest.skip("the project's profiles are not built (fhir-so profiles build)")
+    return Validator(cache.definitions([f"{PACKAGE_NAME}#{PACKAGE_VERSION}"]))
+
+
+def _request() -> dict[str, Any]:
+    bundle = orjson.loads(EXAMPLE.read_bytes())
+    return next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "ServiceRequest")
+
+
+def test_project_example_request_conforms(project: Validator) -> None:
+    sr = _request()
+    assert SD_SERVICE_REQUEST in sr["meta"]["profile"]
+    assert project.is_valid(sr), errors(project.iter_issues(sr))
+
+
+@pytest.mark.parametrize(
+    ("change", "rule"),
+    [
+        (lambda r: r.__setitem__("reasonCode", r["reasonCode"][1:]), "slicing-cardinality"),
+        (lambda r: r["code"]["coding"][0].__setitem__("code", "12345678"), "pattern"),
+        (lambda r: r.__setitem__("intent", "plan"), "fixed"),
+        (lambda r: r["orderDetail"][0]["coding"][0].__setitem__("code", "by-pigeon"), "binding"),
+        (lambda r: r.pop("identifier"), "cardinality"),
+    ],
+    ids=["no-second-opinion-code", "wrong-code", "intent-not-order", "mode-not-in-valueset", "no-case-id"],
+)
+def test_project_profile_catches(project: Validator, change: Any, rule: str) -> None:
+    sr = _request()
+    change(sr)
+    assert rule in {r for r, _ in errors(project.iter_issues(sr))}
