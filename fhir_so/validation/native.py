@@ -7,6 +7,7 @@ element's value (``_x`` keys already stripped) and returns True when the invaria
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from typing import Any, Callable
 
@@ -136,3 +137,113 @@ NATIVE_EXPRESSIONS: dict[str, Callable[[Any], bool]] = {
     or v.get("type") != "document"
     or (isinstance(v.get("identifier"), dict) and _exists(v["identifier"], "system") and _exists(v["identifier"], "value")),
 }
+
+
+# --- a compiler for simple existence invariants ------------------------------------------------------
+# Many profile invariants only combine existence tests: ``data.exists() or url.exists()``,
+# ``a.exists() implies (b.exists() and c.empty())``. With exists()/empty() always giving a
+# boolean, FHIRPath's three-valued logic reduces to two values, so these compile exactly to
+# Python closures. Anything else returns None and goes to fhirpathpy.
+
+_TOKEN = re.compile(r"\s*(\(|\)|[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*\.(?:exists|empty|hasValue)\(\)|\.not\(\)|and\b|or\b|xor\b|implies\b)")
+
+Pred = Callable[[Any], bool]
+
+
+def _path_values(v: Any, path: list[str]) -> list[Any]:
+    current = [v]
+    for seg in path:
+        nxt: list[Any] = []
+        for c in current:
+            if not isinstance(c, dict):
+                continue
+            if seg in c:
+                item = c[seg]
+            else:
+                item = next((c[k] for k in c if k.startswith(seg) and k[len(seg):len(seg) + 1].isupper()), None)
+            if item is None:
+                continue
+            nxt.extend(item if isinstance(item, list) else [item])
+        current = nxt
+    return current
+
+
+def _tokens(expression: str) -> list[str] | None:
+    out, pos = [], 0
+    while pos < len(expression):
+        if expression[pos:].strip() == "":
+            break
+        m = _TOKEN.match(expression, pos)
+        if m is None:
+            return None
+        out.append(m.group(1))
+        pos = m.end()
+    return out
+
+
+def compile_simple(expression: str) -> Pred | None:
+    """A Python predicate for an invariant built only of path.exists()/empty()/hasValue(), not(), and/or/xor/implies."""
+    tokens = _tokens(expression)
+    if not tokens:
+        return None
+    pos = 0
+
+    def peek() -> str | None:
+        return tokens[pos] if pos < len(tokens) else None
+
+    def take() -> str:
+        nonlocal pos
+        pos += 1
+        return tokens[pos - 1]
+
+    def atom() -> Pred:
+        tok = take()
+        if tok == "(":
+            inner = implies()
+            if take() != ")":
+                raise ValueError
+            pred = inner
+        else:
+            path, _, func = tok.rpartition(".")
+            segs = path.split(".")
+            if func == "exists()":
+                pred = lambda v, s=segs: bool(_path_values(v, s))  # noqa: E731
+            elif func == "empty()":
+                pred = lambda v, s=segs: not _path_values(v, s)  # noqa: E731
+            elif func == "hasValue()":
+                pred = lambda v, s=segs: any(not isinstance(x, (dict, list)) for x in _path_values(v, s))  # noqa: E731
+            else:
+                raise ValueError
+        while peek() == ".not()":
+            take()
+            pred = (lambda p: lambda v: not p(v))(pred)
+        return pred
+
+    def conj() -> Pred:
+        left = atom()
+        while peek() == "and":
+            take()
+            left = (lambda a, b: lambda v: a(v) and b(v))(left, atom())
+        return left
+
+    def disj() -> Pred:
+        left = conj()
+        while peek() in ("or", "xor"):
+            op = take()
+            right = conj()
+            left = (lambda a, b: lambda v: a(v) or b(v))(left, right) if op == "or" else (lambda a, b: lambda v: a(v) != b(v))(left, right)
+        return left
+
+    def implies() -> Pred:
+        left = disj()
+        if peek() == "implies":
+            take()
+            right = disj()
+            return (lambda a, b: lambda v: (not a(v)) or b(v))(left, right)
+        return left
+
+    try:
+        pred = implies()
+    except (ValueError, IndexError):
+        return None
+    return pred if pos == len(tokens) else None

@@ -80,6 +80,8 @@ class Node:
     child_nodes: list["Node"] = field(default_factory=list)
     required: list["Node"] = field(default_factory=list)
     limited: list["Node"] = field(default_factory=list)
+    #: the keys whose presence means the element is there (``_name`` too: a primitive with only extensions)
+    present: tuple[str, ...] = ()
 
     def keys(self) -> list[str]:
         """The JSON keys this element may appear under (one per type for a choice element)."""
@@ -87,6 +89,7 @@ class Node:
             stem = self.name[:-3]
             return [stem + t[:1].upper() + t[1:] for t in self.types]
         return [self.name]
+
 
     @property
     def max_text(self) -> str:
@@ -238,7 +241,7 @@ def compile_plan(sd: dict[str, Any], elements: list[dict[str, Any]]) -> Plan:
         parent.child_nodes.append(node)
         if node.min > 0:
             parent.required.append(node)
-        if node.max >= 0:
+        if node.max > 0 and node.is_array:
             parent.limited.append(node)
     for node in by_id.values():
         if node.slicing is not None and node.slicing.slices and not node.slicing.discriminators and is_constraint:
@@ -252,6 +255,7 @@ def compile_plan(sd: dict[str, Any], elements: list[dict[str, Any]]) -> Plan:
             node.constraints = node.constraints + tuple(c for c in ref.constraints if c not in node.constraints)
     # a choice key maps to its type with the type code's own spelling ("valueString" -> "string")
     for node in by_id.values():
+        node.present = tuple(node.keys()) + tuple("_" + k for k in node.keys())
         if node.children:
             for key, (child, code) in list(node.children.items()):
                 if child.name.endswith("[x]"):

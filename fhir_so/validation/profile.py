@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from fhir_so.validation.bindings import Terminology
 from fhir_so.validation.fhirpath import InvariantEngine
@@ -25,7 +25,7 @@ from fhir_so.validation.findings import (
     VALUE,
     Issue,
 )
-from fhir_so.validation.native import NATIVE_EXPRESSIONS
+from fhir_so.validation.native import NATIVE_EXPRESSIONS, compile_simple
 from fhir_so.validation.plan import MISSING, Node, PlanRegistry
 from fhir_so.validation.primitives import CHECKERS, as_dict, json_type
 from fhir_so.validation.slicing import SliceMatcher, matches_pattern
@@ -91,6 +91,8 @@ class ElementWalker:
         self.check_codes = check_codes
         self.slices = SliceMatcher(self)
         self._reported_skips: set[str] = set()
+        #: expression -> native predicate (None: evaluate with fhirpathpy)
+        self._native: dict[str, Callable[[Any], bool] | None] = {}
 
     # -- resources ---------------------------------------------------------------------------------
     def resource(
@@ -266,13 +268,12 @@ class ElementWalker:
                         out = {k: v for k, v in value.items() if k[:1] != "_"}
                     out[key] = r
         for req in required:
-            if not any(k in value or ("_" + k) in value for k in req.keys()):
+            if not any(k in value for k in req.present):
                 sink.append(Issue("error", REQUIRED, loc, f"{req.path}: minimum required = {req.min}, but only found 0", "cardinality"))
         for lim in limited:
-            if lim.is_array and lim.max >= 0:
-                items = value.get(lim.name)
-                if isinstance(items, list) and len(items) > lim.max:
-                    sink.append(Issue("error", STRUCTURE, f"{loc}.{lim.name}", f"{lim.path}: maximum allowed = {lim.max}, but found {len(items)}", "cardinality"))
+            items = value.get(lim.name)
+            if items is not None and isinstance(items, list) and len(items) > lim.max:
+                sink.append(Issue("error", STRUCTURE, f"{loc}.{lim.name}", f"{lim.path}: maximum allowed = {lim.max}, but found {len(items)}", "cardinality"))
         stripped = value if out is None else out
         if node.constraints or (type_root is not None and type_root.constraints):
             cons = list(node.constraints)
@@ -423,7 +424,10 @@ class ElementWalker:
         root_res = resource if root is None else root
         for cons, val, path, loc, _, _ in ctx.pending:
             for c in cons:
-                native = NATIVE_EXPRESSIONS.get(c.expression)
+                try:
+                    native = self._native[c.expression]
+                except KeyError:
+                    native = self._native[c.expression] = NATIVE_EXPRESSIONS.get(c.expression) or compile_simple(c.expression)
                 if native is not None:
                     ok: bool | None = native(val)
                 else:
