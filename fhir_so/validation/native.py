@@ -181,6 +181,16 @@ def _tokens(expression: str) -> list[str] | None:
     return out
 
 
+def _existence(segs: list[str], func: str) -> Pred:
+    if func == "exists()":
+        return lambda v: bool(_path_values(v, segs))
+    if func == "empty()":
+        return lambda v: not _path_values(v, segs)
+    if func == "hasValue()":
+        return lambda v: any(not isinstance(x, (dict, list)) for x in _path_values(v, segs))
+    raise ValueError(func)
+
+
 def compile_simple(expression: str) -> Pred | None:
     """A Python predicate for an invariant built only of path.exists()/empty()/hasValue(), not(), and/or/xor/implies."""
     tokens = _tokens(expression)
@@ -205,15 +215,7 @@ def compile_simple(expression: str) -> Pred | None:
             pred = inner
         else:
             path, _, func = tok.rpartition(".")
-            segs = path.split(".")
-            if func == "exists()":
-                pred = lambda v, s=segs: bool(_path_values(v, s))  # noqa: E731
-            elif func == "empty()":
-                pred = lambda v, s=segs: not _path_values(v, s)  # noqa: E731
-            elif func == "hasValue()":
-                pred = lambda v, s=segs: any(not isinstance(x, (dict, list)) for x in _path_values(v, s))  # noqa: E731
-            else:
-                raise ValueError
+            pred = _existence(path.split("."), func)
         while peek() == ".not()":
             take()
             pred = (lambda p: lambda v: not p(v))(pred)
