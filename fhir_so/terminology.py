@@ -154,7 +154,11 @@ TREATMENT: Final[dict[bool, Code]] = {
 
 # --- Provenance of a transfer --------------------------------------------------------------
 PROVENANCE_AUTHOR: Final = Code(PROVENANCE_PARTICIPANT, "author", "Author")
+PROVENANCE_ASSEMBLER: Final = Code(PROVENANCE_PARTICIPANT, "assembler", "Assembler")
 ACTIVITY_CREATE: Final = Code(V3_DATA_OPERATION, "CREATE", "create")
+TAG_TRANSFER: Final = f"{CANONICAL}/sid/transfer-id"  # meta.tag system: R4 Provenance has no identifier
+SID_SOFTWARE: Final = f"{CANONICAL}/sid/software"  # the Device that stands for fhir-so in a Provenance
+URI: Final = "urn:ietf:rfc:3986"  # identifier system whose value is a URI (the source ServiceRequest's URL)
 
 
 def project_code_systems() -> dict[str, dict[str, str]]:

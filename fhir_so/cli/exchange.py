@@ -1,7 +1,223 @@
-"""CLI commands: exchange (filled in by the issue that owns it)."""
+"""``fhir-so push``, ``pull``, ``transfer`` and ``demo``: moving a case between FHIR servers.
+
+Each command parses options, builds the clients (credentials from the environment through
+:func:`fhir_so.auth.auth_from_env`) and calls one library function of
+:mod:`fhir_so.workflow`; errors become exit codes through ``translate_errors``.
+"""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+from typing import Any, Callable
+
 import click
 
-COMMANDS: list[click.Command] = []
+from fhir_so.auth import Auth, auth_from_env
+from fhir_so.case import case_from_dict
+from fhir_so.cli.common import emit_json, info, json_option, server_option, translate_errors, write_or_echo
+from fhir_so.client import FhirClient
+from fhir_so.errors import InputError
+from fhir_so.jsonio import dumps, load_json_object, write_atomic
+from fhir_so.workflow import pull_bundle, pull_patient_bundles, push, transfer
+from fhir_so.bundle import parse_bundle
+
+_PREFIXES = ("FHIR_SO_FROM_", "FHIR_SO_TO_")
+_AUTH_NAMES = (
+    "CLIENT_ID", "PRIVATE_KEY", "TOKEN_URL", "SCOPE", "KEY_ID", "TOKEN", "USERNAME", "PASSWORD",
+)
+
+
+def timeout_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--timeout",
+        type=click.FloatRange(min=0.1),
+        default=30.0,
+        show_default=True,
+        metavar="SECONDS",
+        help="Read timeout of each request (connect: at most 10 s).",
+    )(func)
+
+
+def _auth(prefix: str = "") -> Auth | None:
+    """Credentials from FHIR_SO_* (or, for one side of a transfer, FHIR_SO_FROM_* / FHIR_SO_TO_*)."""
+    env = os.environ
+    if prefix and any(env.get(prefix + n) for n in _AUTH_NAMES):
+        return auth_from_env({f"FHIR_SO_{n}": env[prefix + n] for n in _AUTH_NAMES if env.get(prefix + n)})
+    return auth_from_env(env)
+
+
+def _client(url: str | None, timeout: float, *, what: str = "--server", prefix: str = "") -> FhirClient:
+    if not url:
+        raise InputError(f"give the FHIR server's base URL with {what} (or the environment variable)")
+    return FhirClient(url, auth=_auth(prefix), timeout=(min(10.0, timeout), timeout))
+
+
+@click.command("push")
+@click.argument("path", metavar="BUNDLE.json|CASE.json", type=click.Path(dir_okay=False, path_type=str))
+@server_option
+@timeout_option
+@json_option
+@translate_errors
+def push_command(path: str, server: str | None, timeout: float, as_json: bool) -> None:
+    """Send a case (a case file, or its transaction Bundle) to a server as ONE transaction.
+
+    \b
+    Idempotent: every entry is conditional on its identifier (parties are created only
+    when missing; the case's own resources are conditional updates), so pushing the same
+    case again creates nothing new, and says so. Prints the server ids assigned.
+
+    \b
+    Examples:
+      fhir-so push examples/urology-second-opinion.case.json --server http://127.0.0.1:8090/fhir
+      fhir-so push bundle.json --json | jq .request_id
+    """
+    data = load_json_object(path)
+    payload = data if data.get("resourceType") == "Bundle" else case_from_dict(data, path, Path(path).parent)
+    with _client(server, timeout) as client:
+        result = push(client, payload)
+    if result.stat:
+        info(f"FLAG: case {result.case_id} is a stat request: an emergency must not wait for the opinion")
+    if as_json:
+        emit_json(result.to_json())
+        return
+    click.echo(result.summary())
+    for e in result.entries:
+        click.echo(f"  {e.outcome:<9} {e.resource_type}/{e.id} (version {e.version})  {e.identifier or ''}".rstrip())
+
+
+@click.command("pull")
+@server_option
+@click.option("--request", "request_id", metavar="ID", help="The ServiceRequest's server id.")
+@click.option("--case", "case_id", metavar="CASE-ID", help="The case id (the ServiceRequest's identifier).")
+@click.option("--patient", "patient_id", metavar="ID", help="Every case of this Patient (server id).")
+@click.option("--as", "as_", type=click.Choice(["case", "bundle"]), default="case", show_default=True, help="Write a case file or the collection Bundle.")
+@click.option("-o", "--output", type=click.Path(path_type=str), help="Write here (atomically) instead of stdout; with --patient --as case: a directory.")
+@timeout_option
+@translate_errors
+def pull_command(
+    server: str | None, request_id: str | None, case_id: str | None, patient_id: str | None, as_: str, output: str | None, timeout: float
+) -> None:
+    """Fetch a case: the request with its parties, consents, records and opinion.
+
+    \b
+    Every page of every search is followed. --as case writes the canonical case (what
+    was pushed, server ids aside); --as bundle the collection Bundle as the server has it.
+    With --patient and --as case, -o names a directory that gets one CASE-ID.case.json
+    per case; with --as bundle all the patient's cases go in one Bundle.
+
+    \b
+    Examples:
+      fhir-so pull --server http://127.0.0.1:8090/fhir --case so-2026-uro-0417 -o case.json
+      fhir-so pull --server http://127.0.0.1:8090/fhir --request 123 --as bundle
+      fhir-so pull --server http://127.0.0.1:8090/fhir --patient 7 -o cases/
+    """
+    chosen = [n for n, v in (("--request", request_id), ("--case", case_id), ("--patient", patient_id)) if v is not None]
+    if len(chosen) != 1:
+        raise click.UsageError("give exactly one of --request, --case or --patient" + (f" (got {', '.join(chosen)})" if chosen else ""))
+    if patient_id is not None and as_ == "case" and not output:
+        raise click.UsageError("--patient with --as case writes one file per case: give -o DIRECTORY")
+    with _client(server, timeout) as client:
+        if patient_id is None:
+            bundle = pull_bundle(client, request_id=request_id, case_id=case_id)
+            if as_ == "bundle":
+                write_or_echo(dumps(bundle), output)
+            else:
+                request = bundle["entry"][0]["resource"]
+                case = parse_bundle(bundle, f"{client.base_url}/ServiceRequest/{request['id']}", _case_id_of(request))
+                write_or_echo(case.to_json(), output)
+            return
+        _pull_patient(client, patient_id, as_, output)
+
+
+def _case_id_of(request: dict[str, Any]) -> str | None:
+    from fhir_so import terminology as term
+
+    return next((i.get("value") for i in request.get("identifier") or [] if i.get("system") == term.SID_CASE), None)
+
+
+def _pull_patient(client: FhirClient, patient_id: str, as_: str, output: str | None) -> None:
+    source = f"{client.base_url}/Patient/{patient_id}"
+    if as_ == "bundle":
+        entries: dict[str, Any] = {}
+        for _, bundle in pull_patient_bundles(client, patient_id):
+            for entry in bundle["entry"]:
+                entries.setdefault(entry["fullUrl"], entry)
+        if not entries:
+            raise InputError(f"{client.base_url} has no second-opinion case for Patient/{patient_id}")
+        write_or_echo(dumps({"resourceType": "Bundle", "type": "collection", "entry": list(entries.values())}), output)
+        return
+    folder = Path(str(output))
+    if folder.exists() and not folder.is_dir():
+        raise InputError("with --patient --as case, -o must be a directory", source=str(folder))
+    folder.mkdir(parents=True, exist_ok=True)
+    count = 0
+    for case_id, bundle in pull_patient_bundles(client, patient_id):
+        case = parse_bundle(bundle, source, case_id)
+        target = folder / f"{case.case_id}.case.json"
+        write_atomic(target, case.to_json())
+        info(f"wrote {target}")
+        count += 1
+    if count == 0:
+        raise InputError(f"{client.base_url} has no second-opinion case for Patient/{patient_id}")
+
+
+@click.command("transfer")
+@click.option("--from", "from_url", envvar="FHIR_SO_FROM", show_envvar=True, metavar="URL", help="The server the case is on.")
+@click.option("--to", "to_url", envvar="FHIR_SO_TO", show_envvar=True, metavar="URL", help="The server to copy it to.")
+@click.option("--request", "request_id", required=True, metavar="ID", help="The ServiceRequest's id on the --from server.")
+@click.option("--report-back", is_flag=True, help="Send the opinion back (second-opinion server -> first physician's server).")
+@click.option("--state", type=click.Path(dir_okay=False, path_type=str), metavar="FILE", help="Progress file: a killed run started again with it resumes.")
+@click.option("--dry-run", is_flag=True, help="Print the plan (what moves, what is withheld, why); write nothing.")
+@timeout_option
+@json_option
+@translate_errors
+def transfer_command(
+    from_url: str | None,
+    to_url: str | None,
+    request_id: str,
+    report_back: bool,
+    state: str | None,
+    dry_run: bool,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Copy a case to a second-opinion server, or its opinion back, as far as consent allows.
+
+    \b
+    Records out (default): --from is the first physician's server, --to the second
+    opinion's. Nothing moves without the patient's records Consent: active, permit, in
+    its period now, naming the request's performer as recipient. Only the record kinds it
+    permits move; the others are listed as withheld. The opinion never goes out this way.
+    Report back (--report-back): --from is the second-opinion server, --to the first
+    physician's; --request is the ServiceRequest's id on --from. Only the opinion moves,
+    and only with the report Consent (recipient: the requester) on both servers.
+
+    \b
+    A refused consent exits 1 with the reason, and nothing is written. Ids are remapped
+    (conditional writes keyed by identifiers: a repeat creates nothing new); each transfer
+    writes a Provenance on the destination. With --state FILE, a run that was killed
+    resumes where it stopped: no record lost, none duplicated. A state file belongs to one
+    transfer: use a new one for another transfer.
+    Credentials: FHIR_SO_FROM_* and FHIR_SO_TO_* (e.g. FHIR_SO_TO_TOKEN) for each side;
+    otherwise FHIR_SO_* goes to both servers.
+
+    \b
+    Examples:
+      fhir-so transfer --from http://127.0.0.1:8090/fhir --to http://127.0.0.1:8091/fhir --request 12 --dry-run
+      fhir-so transfer --from http://127.0.0.1:8090/fhir --to http://127.0.0.1:8091/fhir --request 12 --state t.json
+      fhir-so transfer --from http://127.0.0.1:8091/fhir --to http://127.0.0.1:8090/fhir --request 5 --report-back
+    """
+    with _client(from_url, timeout, what="--from", prefix="FHIR_SO_FROM_") as source, \
+            _client(to_url, timeout, what="--to", prefix="FHIR_SO_TO_") as destination:
+        result = transfer(source, destination, request_id, state=state, dry_run=dry_run, report_back=report_back)
+    if as_json:
+        emit_json(result.to_json())
+    else:
+        for line in result.lines():
+            click.echo(line)
+    if result.plan.stat:
+        info(f"FLAG: case {result.case_id} is a stat request: an emergency must not wait for the opinion")
+
+
+COMMANDS: list[click.Command] = [push_command, pull_command, transfer_command]

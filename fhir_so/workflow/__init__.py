@@ -1,1 +1,37 @@
-"""Workflows: push, pull, transfer and profile installation, built on the client."""
+"""Workflows over the client: push, pull and transfer a case, with consent enforced.
+
+Every CLI step is one call from Python::
+
+    from fhir_so.client import FhirClient
+    from fhir_so.workflow import pull, push, transfer
+
+    with FhirClient("http://127.0.0.1:8090/fhir") as clinic, FhirClient("http://127.0.0.1:8091/fhir") as expert:
+        result = push(clinic, load_case("case.json"))          # PushResult
+        case = pull(clinic, case_id="so-2026-uro-0417")         # Case
+        moved = transfer(clinic, expert, result.request_id)     # TransferResult
+"""
+
+from __future__ import annotations
+
+from fhir_so.workflow.consent import Verdict, Withheld, check_records_consent, check_report_consent
+from fhir_so.workflow.pull import pull, pull_bundle, pull_patient, pull_patient_bundles
+from fhir_so.workflow.push import PushedEntry, PushResult, push
+from fhir_so.workflow.transfer import Plan, TransferResult, plan_transfer, transfer
+
+__all__ = [
+    "Plan",
+    "PushResult",
+    "PushedEntry",
+    "TransferResult",
+    "Verdict",
+    "Withheld",
+    "check_records_consent",
+    "check_report_consent",
+    "plan_transfer",
+    "pull",
+    "pull_bundle",
+    "pull_patient",
+    "pull_patient_bundles",
+    "push",
+    "transfer",
+]

@@ -1,0 +1,216 @@
+"""pull: fetch one case (or every case of a patient) from a FHIR server.
+
+A case is gathered with a handful of searches, each followed lazily page by page:
+
+1. the ServiceRequest (by server id or by case identifier) with ``_include`` of its subject,
+   requester and performer;
+2. ``DocumentReference?related=ServiceRequest/ID`` with ``_include=DocumentReference:author``;
+3. ``DiagnosticReport?based-on=ServiceRequest/ID`` with ``_include=DiagnosticReport:performer``;
+4. what R4 cannot search for from the request (the Consents in ``supportingInfo``, the
+   Coverage in ``insurance``) and the parties those point to: one ``_id`` search per
+   resource type until every reference the case needs resolves.
+
+The resources go into a ``collection`` Bundle with absolute fullUrls, which
+:func:`fhir_so.bundle.parse_bundle` reads back to the canonical case.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from fhir_so import terminology as term
+from fhir_so.bundle import parse_bundle
+from fhir_so.case import Case
+from fhir_so.client import FhirClient, Search
+from fhir_so.errors import InputError
+
+__all__ = ["CaseCollector", "pull", "pull_bundle", "pull_patient", "pull_patient_bundles", "request_search"]
+
+Resource = dict[str, Any]
+
+_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+# Types a case's resources point to that pull fetches when no search brought them in.
+_FOLLOW = frozenset({"Patient", "Practitioner", "Organization", "Consent", "Coverage"})
+_SR_INCLUDES = ("ServiceRequest:subject", "ServiceRequest:requester", "ServiceRequest:performer")
+# A case points to a handful of resources; more rounds than this means a reference cycle gone wrong.
+_MAX_ROUNDS = 8
+
+
+def _check_id(value: str, what: str) -> str:
+    if not isinstance(value, str) or not _ID.fullmatch(value):
+        raise InputError(f"{what} must be a FHIR id (1-64 of A-Z a-z 0-9 - .), got {value!r}")
+    return value
+
+
+def _references(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "reference" and isinstance(item, str):
+                yield item
+            elif key != "contained":
+                yield from _references(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _references(item)
+
+
+class CaseCollector:
+    """The resources of one or more cases, keyed ``Type/id``, gathered from one server."""
+
+    def __init__(self, client: FhirClient) -> None:
+        self.client = client
+        self._base = client.base_url + "/"
+        self.resources: dict[str, Resource] = {}
+        self._absent: set[str] = set()
+
+    def add(self, resource: Mapping[str, Any]) -> str | None:
+        rtype, rid = resource.get("resourceType"), resource.get("id")
+        if not isinstance(rtype, str) or not isinstance(rid, str):
+            return None
+        key = f"{rtype}/{rid}"
+        self.resources.setdefault(key, dict(resource))
+        return key
+
+    def add_search(self, search: Search) -> list[Resource]:
+        """Every page of a search: matches and includes are kept; the matches are returned."""
+        matches = []
+        for entry in search.entries():
+            if entry.mode == "outcome":
+                continue
+            self.add(entry.resource)
+            if entry.mode == "match":
+                matches.append(entry.resource)
+        return matches
+
+    def _local(self, ref: str) -> str | None:
+        """``Type/id`` of a reference to this server, or None (urn:, another server, logical)."""
+        if ref.startswith(self._base):
+            ref = ref[len(self._base):]
+        elif "://" in ref or ref.startswith(("urn:", "#")):
+            return None
+        ref = ref.split("/_history/")[0]
+        parts = ref.split("/")
+        if len(parts) != 2 or not _ID.fullmatch(parts[1]):
+            return None
+        return ref
+
+    def complete(self) -> None:
+        """Fetch what the collected resources point to (types in ``_FOLLOW``) until nothing is missing."""
+        for _ in range(_MAX_ROUNDS):
+            missing: dict[str, set[str]] = {}
+            for resource in list(self.resources.values()):
+                for ref in _references(resource):
+                    local = self._local(ref)
+                    if local is None or local in self.resources or local in self._absent:
+                        continue
+                    rtype, rid = local.split("/")
+                    if rtype in _FOLLOW:
+                        missing.setdefault(rtype, set()).add(rid)
+            if not missing:
+                return
+            for rtype, ids in sorted(missing.items()):
+                self.add_search(self.client.search(rtype, _id=",".join(sorted(ids))))
+                still = ids - {k.split("/")[1] for k in self.resources if k.startswith(rtype + "/")}
+                # Not on the server (deleted, or never there): parsing names the dangling reference.
+                self._absent |= {f"{rtype}/{rid}" for rid in still}
+        raise InputError(f"{self.client.base_url}: references kept leading to new resources after {_MAX_ROUNDS} rounds")
+
+    def add_case(self, request: Mapping[str, Any]) -> None:
+        """Everything that belongs to one ServiceRequest already collected."""
+        ref = f"ServiceRequest/{request['id']}"
+        self.add_search(
+            self.client.search("DocumentReference", related=ref).include("DocumentReference:author")
+        )
+        self.add_search(
+            self.client.search("DiagnosticReport", {"based-on": ref}).include("DiagnosticReport:performer")
+        )
+
+    def bundle(self) -> Resource:
+        """A collection Bundle, ServiceRequests first, with absolute fullUrls."""
+        keys = sorted(
+            self.resources,
+            key=lambda k: (not k.startswith("ServiceRequest/"), k),
+        )
+        return {
+            "resourceType": "Bundle",
+            "type": "collection",
+            "entry": [{"fullUrl": self._base + k, "resource": self.resources[k]} for k in keys],
+        }
+
+
+def request_search(client: FhirClient, *, request_id: str | None = None, case_id: str | None = None) -> Search:
+    """The search for one case's ServiceRequest with its parties included."""
+    if (request_id is None) == (case_id is None):
+        raise InputError("name exactly one of a request id or a case id")
+    search = client.search("ServiceRequest")
+    if request_id is not None:
+        search = search.where(_id=_check_id(request_id, "the request id"))
+    else:
+        search = search.where(identifier=f"{term.SID_CASE}|{_check_id(str(case_id), 'the case id')}")
+    return search.include(*_SR_INCLUDES)
+
+
+def pull_bundle(client: FhirClient, *, request_id: str | None = None, case_id: str | None = None) -> Resource:
+    """The case as a collection Bundle of the server's resources (ids and meta as the server has them)."""
+    collector = CaseCollector(client)
+    matches = collector.add_search(request_search(client, request_id=request_id, case_id=case_id))
+    what = f"ServiceRequest/{request_id}" if request_id is not None else f"a ServiceRequest with case id {case_id}"
+    if not matches:
+        raise InputError(f"{client.base_url} has no {what}")
+    if len(matches) > 1:
+        ids = ", ".join(sorted(str(m.get("id")) for m in matches))
+        raise InputError(f"{client.base_url} has several ServiceRequests for case {case_id} ({ids}); pull one with --request")
+    collector.add_case(matches[0])
+    collector.complete()
+    return collector.bundle()
+
+
+def _case_id_of(request: Mapping[str, Any]) -> str | None:
+    for ident in request.get("identifier") or []:
+        if ident.get("system") == term.SID_CASE and isinstance(ident.get("value"), str):
+            return str(ident["value"])
+    return None
+
+
+def pull(client: FhirClient, *, request_id: str | None = None, case_id: str | None = None) -> Case:
+    """One case, in canonical form (what was pushed, server ids and meta aside)."""
+    bundle = pull_bundle(client, request_id=request_id, case_id=case_id)
+    request = bundle["entry"][0]["resource"]
+    return parse_bundle(bundle, f"{client.base_url}/ServiceRequest/{request['id']}", _case_id_of(request))
+
+
+def pull_patient_bundles(client: FhirClient, patient_id: str) -> Iterator[tuple[str, Resource]]:
+    """Each second-opinion case of a patient as (case id, collection Bundle), one at a time."""
+    search = client.search(
+        "ServiceRequest", subject=f"Patient/{_check_id(patient_id, 'the patient id')}", identifier=f"{term.SID_CASE}|"
+    ).include(*_SR_INCLUDES)
+    for page in search.pages():
+        entries = [e for e in page.get("entry") or [] if isinstance(e.get("resource"), dict)]
+        included = {
+            f"{e['resource'].get('resourceType')}/{e['resource'].get('id')}": e["resource"]
+            for e in entries
+            if (e.get("search") or {}).get("mode") == "include"
+        }
+        for entry in entries:
+            request = entry["resource"]
+            if (entry.get("search") or {}).get("mode", "match") != "match":
+                continue
+            case_id = _case_id_of(request)
+            if case_id is None:
+                continue
+            collector = CaseCollector(client)
+            collector.add(request)
+            for ref in _references(request):
+                if ref in included:
+                    collector.add(included[ref])
+            collector.add_case(request)
+            collector.complete()
+            yield case_id, collector.bundle()
+
+
+def pull_patient(client: FhirClient, patient_id: str) -> Iterator[Case]:
+    """Each second-opinion case of a patient, in canonical form, one at a time."""
+    for case_id, bundle in pull_patient_bundles(client, patient_id):
+        yield parse_bundle(bundle, f"{client.base_url}/Patient/{patient_id}", case_id)

@@ -1,0 +1,101 @@
+"""The state file of a transfer: which steps are done, so a killed run resumes without loss or duplicates.
+
+A JSON object, rewritten atomically (:func:`fhir_so.jsonio.write_atomic`) after each step::
+
+    {"format": "fhir-so-transfer-state/1",
+     "transfer": {"direction": "records", "source": URL, "destination": URL, "request": ID},
+     "transfer_id": UUID, "recorded": INSTANT,
+     "steps": {"pulled": {...}, "pushed": {...}, "provenance": {...}, "done": {...}}}
+
+``transfer`` names the transfer the file belongs to: the same file given for another transfer
+is refused (exit 2) rather than silently mixing two. ``transfer_id`` and ``recorded`` are fixed
+by the first run, so the Provenance a resumed run writes is the same one (a conditional create
+on that id finds it instead of adding a second).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from fhir_so.errors import InputError
+from fhir_so.jsonio import dumps, load_json, write_atomic
+
+__all__ = ["STATE_FORMAT", "STEPS", "TransferState"]
+
+STATE_FORMAT = "fhir-so-transfer-state/1"
+STEPS = ("pulled", "pushed", "provenance", "done")
+
+
+class TransferState:
+    """Progress of one transfer; with no path it lives in memory only (nothing is written)."""
+
+    def __init__(self, path: Path | None, key: dict[str, str], data: dict[str, Any] | None = None) -> None:
+        self.path = path
+        self.key = key
+        self.data: dict[str, Any] = data or {"format": STATE_FORMAT, "transfer": key, "steps": {}}
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str] | None, key: dict[str, str]) -> TransferState:
+        """Load the state of this transfer, or start a fresh one when the file does not exist yet."""
+        if path is None:
+            return cls(None, key)
+        p = Path(path)
+        if not p.exists():
+            return cls(p, key)
+        data = load_json(p)
+        if not isinstance(data, dict) or data.get("format") != STATE_FORMAT:
+            raise InputError(f"not a fhir-so transfer state file (expected format {STATE_FORMAT})", source=str(p), location="$.format")
+        if not isinstance(data.get("steps"), dict):
+            raise InputError("the state file has no steps object", source=str(p), location="$.steps")
+        if data.get("transfer") != key:
+            raise InputError(
+                f"this state file belongs to another transfer ({_describe(data.get('transfer'))}), "
+                f"not {_describe(key)}; give a new --state file",
+                source=str(p),
+                location="$.transfer",
+            )
+        return cls(p, key, data)
+
+    @property
+    def transfer_id(self) -> str | None:
+        value = self.data.get("transfer_id")
+        return value if isinstance(value, str) else None
+
+    @property
+    def recorded(self) -> str | None:
+        value = self.data.get("recorded")
+        return value if isinstance(value, str) else None
+
+    def done(self, step: str) -> bool:
+        return step in self.data["steps"]
+
+    def get(self, step: str) -> dict[str, Any]:
+        """What a finished step recorded (empty when the step is not done)."""
+        found = self.data["steps"].get(step)
+        return found if isinstance(found, dict) else {}
+
+    @property
+    def resumed(self) -> bool:
+        """True when an earlier run already finished some step."""
+        return bool(self.data["steps"])
+
+    def begin(self, transfer_id: str, recorded: str) -> None:
+        """Fix the transfer's id and time (kept when already set by an earlier run)."""
+        self.data.setdefault("transfer_id", transfer_id)
+        self.data.setdefault("recorded", recorded)
+
+    def mark(self, step: str, info: dict[str, Any]) -> None:
+        """Record a finished step and save the file (atomically) before anything else happens."""
+        if step not in STEPS:
+            raise ValueError(f"unknown step {step!r}")
+        self.data["steps"][step] = info
+        if self.path is not None:
+            write_atomic(self.path, dumps(self.data))
+
+
+def _describe(key: Any) -> str:
+    if not isinstance(key, dict):
+        return "unknown"
+    return f"{key.get('direction')} of request {key.get('request')} from {key.get('source')} to {key.get('destination')}"

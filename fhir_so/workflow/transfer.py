@@ -1,0 +1,372 @@
+"""transfer: copy a case between FHIR servers, only as far as the patient's consent allows.
+
+Two directions, both ``--request`` = the ServiceRequest's id on the *source* server:
+
+* ``records`` (default): first physician's server -> second-opinion server. The case is
+  pulled, the records Consent checked (:mod:`fhir_so.workflow.consent`), and the request,
+  its consents, coverage and the permitted records are pushed as one transaction; withheld
+  records and the opinion (which only ever flows back) stay behind.
+* ``report`` (``--report-back``): second-opinion server -> first physician's server. Only
+  the opinion (DiagnosticReport) goes, with the parties it names, and only when the report
+  Consent permits it on both servers (the first physician's copy is the patient's own).
+  The opinion's ``basedOn`` points to the request already on the destination through a
+  conditional reference (``ServiceRequest?identifier=...``).
+
+Ids are remapped by going through the canonical case: pull -> case -> build -> push. Every
+entry is conditional on its identifier, so a repeat changes nothing. Each transfer then
+writes a Provenance (:mod:`fhir_so.workflow.provenance`) keyed by a transfer id. The state
+file (:mod:`fhir_so.workflow.state`) records each step, so a run killed at any point and
+started again skips what is done and finishes: no record lost, none duplicated.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from os import PathLike
+from typing import Any, Literal
+
+import orjson
+
+from fhir_so.bundle import build_bundle
+from fhir_so.case import Case, Party
+from fhir_so.client import FhirClient
+from fhir_so.errors import ConsentError, InputError, ServerError
+from fhir_so.workflow.consent import Verdict, Withheld, check_records_consent, check_report_consent, require
+from fhir_so.workflow.provenance import provenance_bundle
+from fhir_so.workflow.pull import pull
+from fhir_so.workflow.push import PushResult, classify_entry, push
+from fhir_so.workflow.state import TransferState
+
+__all__ = ["Direction", "Plan", "TransferResult", "plan_transfer", "transfer", "utc_now"]
+
+Direction = Literal["records", "report"]
+Clock = Callable[[], dt.datetime]
+
+# Fixed namespace for transfer ids derived from content (runs without a state file).
+_TRANSFER_NS = uuid.UUID("0d7f6b1e-9c2a-5e4b-a3f8-71c5e2d90b64")
+_SHARED = frozenset({"Patient", "Practitioner", "Organization"})
+
+
+def utc_now() -> dt.datetime:
+    """The real clock (tests inject their own)."""
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _instant(when: dt.datetime) -> str:
+    return when.astimezone(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a transfer will send, what stays behind and why; computed before anything is written."""
+
+    direction: Direction
+    case_id: str
+    source_url: str
+    verdicts: tuple[Verdict, ...]
+    moves: tuple[str, ...]
+    withheld: tuple[Withheld, ...]
+    not_sent: tuple[str, ...]
+    stat: bool
+    author: str | None
+    bundle: dict[str, Any] = field(repr=False, compare=False)
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "case_id": self.case_id,
+            "source_url": self.source_url,
+            "verdicts": [v.to_json() for v in self.verdicts],
+            "moves": list(self.moves),
+            "withheld": [{"record": w.record_id, "kind": w.kind, "reason": w.reason} for w in self.withheld],
+            "not_sent": list(self.not_sent),
+            "stat": self.stat,
+            "author": self.author,
+        }
+
+    @classmethod
+    def from_state(cls, direction: Direction, data: Mapping[str, Any]) -> Plan:
+        return cls(
+            direction=direction,
+            case_id=str(data["case_id"]),
+            source_url=str(data["source_url"]),
+            verdicts=tuple(Verdict.from_json(v) for v in data.get("verdicts") or []),
+            moves=tuple(data.get("moves") or []),
+            withheld=tuple(Withheld(w["record"], w["kind"], w["reason"]) for w in data.get("withheld") or []),
+            not_sent=tuple(data.get("not_sent") or []),
+            stat=bool(data.get("stat")),
+            author=data.get("author"),
+            bundle={},
+        )
+
+
+@dataclass(frozen=True)
+class TransferResult:
+    """What a transfer did (or, with ``dry_run``, would do)."""
+
+    direction: Direction
+    source: str
+    destination: str
+    request_id: str
+    plan: Plan
+    dry_run: bool = False
+    transfer_id: str | None = None
+    push: PushResult | None = None
+    provenance: str | None = None
+    resumed_from: tuple[str, ...] = ()
+
+    @property
+    def case_id(self) -> str:
+        return self.plan.case_id
+
+    @property
+    def destination_request_id(self) -> str | None:
+        """The ServiceRequest's id on the destination (records direction)."""
+        return self.push.request_id if self.push else None
+
+    def lines(self) -> list[str]:
+        """The plan and the outcome as lines a person reads."""
+        p = self.plan
+        head = "plan (dry run, nothing written)" if self.dry_run else "transfer"
+        what = "records out" if p.direction == "records" else "report back"
+        out = [f"{head}: {what} of case {p.case_id}: {self.source} -> {self.destination}"]
+        if p.stat:
+            out.append("  FLAG: stat request: an emergency must not wait for this opinion")
+        out += [f"  consent: {v.reason}" for v in p.verdicts]
+        out += [f"  moves: {m}" for m in p.moves]
+        out += [f"  withheld: record {w.record_id} ({w.kind}): {w.reason}" for w in p.withheld]
+        out += [f"  not sent: {n}" for n in p.not_sent]
+        if self.resumed_from:
+            out.append(f"  resumed: steps already done by an earlier run: {', '.join(self.resumed_from)}")
+        if self.push is not None:
+            out.append(f"  {self.push.summary()}")
+            out += [f"    {e.resource_type}/{e.id} v{e.version} {e.outcome}" for e in self.push.entries]
+        if self.provenance:
+            out.append(f"  provenance: {self.provenance} (transfer {self.transfer_id})")
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "direction": self.plan.direction,
+            "case_id": self.plan.case_id,
+            "source": self.source,
+            "destination": self.destination,
+            "request_id": self.request_id,
+            "dry_run": self.dry_run,
+            **{k: v for k, v in self.plan.to_state().items() if k not in ("case_id", "author")},
+            "transfer_id": self.transfer_id,
+            "push": self.push.to_json() if self.push else None,
+            "destination_request_id": self.destination_request_id,
+            "provenance": self.provenance,
+            "resumed_from": list(self.resumed_from),
+        }
+
+
+# -- planning ----------------------------------------------------------------------------
+
+
+def _identifier_key(party: Party) -> str:
+    return f"{party.identifier.system}|{party.identifier.value}"
+
+
+def _record_label(case: Case, record_id: str) -> str:
+    kind = next(r.kind for r in case.records if r.id == record_id)
+    return f"DocumentReference {record_id} ({kind})"
+
+
+def _plan_records(source: FhirClient, request_id: str, now: dt.datetime) -> Plan:
+    case = pull(source, request_id=request_id)
+    verdict = require(check_records_consent(case, now), case.case_id)
+    outgoing = case.model_copy(update={"records": [r for r in case.records if r.id in verdict.moves], "opinion": None})
+    moves = ["ServiceRequest (the request)"]
+    moves += [f"Consent ({purpose})" for purpose, c in (("records", case.records_consent), ("report", case.report_consent)) if c]
+    if case.insurance is not None:
+        moves.append("Coverage")
+    moves += [_record_label(case, r) for r in verdict.moves]
+    not_sent = []
+    if case.opinion is not None:
+        not_sent.append("the opinion (DiagnosticReport): it only goes back to the first physician, with --report-back")
+    return Plan(
+        "records",
+        case.case_id,
+        f"{source.base_url}/ServiceRequest/{request_id}",
+        (verdict,),
+        tuple(moves),
+        verdict.withheld,
+        tuple(not_sent),
+        case.is_stat,
+        _identifier_key(case.requester),
+        build_bundle(outgoing),
+    )
+
+
+def _plan_report(source: FhirClient, destination: FhirClient, request_id: str, now: dt.datetime) -> Plan:
+    case = pull(source, request_id=request_id)
+    if case.opinion is None:
+        raise InputError(f"case {case.case_id} has no opinion (DiagnosticReport) on {source.base_url} yet: nothing to report back")
+    try:
+        home = pull(destination, case_id=case.case_id)
+    except InputError:
+        raise InputError(
+            f"case {case.case_id} is not on {destination.base_url}: the report goes back to the server the request came from"
+        ) from None
+    verdicts = []
+    for where, which in ((destination.base_url, home), (source.base_url, case)):
+        verdict = check_report_consent(which, now)
+        if not verdict.allowed:
+            raise ConsentError(f"case {case.case_id}: nothing was sent: {verdict.reason} (as recorded on {where})")
+        verdicts.append(Verdict(verdict.purpose, True, f"{verdict.reason} (on {where})"))
+    return Plan(
+        "report",
+        case.case_id,
+        f"{source.base_url}/ServiceRequest/{request_id}",
+        tuple(verdicts),
+        (f"DiagnosticReport (the opinion: {case.opinion.status}, {case.opinion.concordance})",),
+        (),
+        ("the request, consents and records: they came from the destination",),
+        case.is_stat,
+        _identifier_key(case.performer),
+        _only(build_bundle(case), "DiagnosticReport"),
+    )
+
+
+def _only(bundle: Mapping[str, Any], keep_type: str) -> dict[str, Any]:
+    """The entries of ``keep_type`` and the parties they name; other references become conditional ones."""
+    entries = list(bundle.get("entry") or [])
+    by_url = {e["fullUrl"]: e for e in entries}
+    kept = [e for e in entries if e["resource"]["resourceType"] == keep_type]
+    wanted: set[str] = set()
+    rewrite: dict[str, str] = {}
+    for entry in kept:
+        for ref in _references(entry["resource"]):
+            target = by_url.get(ref)
+            if target is None:
+                continue
+            if target["resource"]["resourceType"] in _SHARED:
+                wanted.add(ref)
+            else:
+                rtype, query = target["request"]["url"].split("?", 1)
+                rewrite[ref] = f"{rtype}?{query}"
+    parties = [e for e in entries if e["fullUrl"] in wanted]
+    return {"resourceType": "Bundle", "type": "transaction", "entry": parties + [_rewrite(e, rewrite) for e in kept]}
+
+
+def _references(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [value["reference"]] if isinstance(value.get("reference"), str) else [r for v in value.values() for r in _references(v)]
+    if isinstance(value, list):
+        return [r for v in value for r in _references(v)]
+    return []
+
+
+def _rewrite(value: Any, mapping: Mapping[str, str]) -> Any:
+    if isinstance(value, dict):
+        return {k: (mapping.get(v, v) if k == "reference" and isinstance(v, str) else _rewrite(v, mapping)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rewrite(v, mapping) for v in value]
+    return value
+
+
+def plan_transfer(
+    source: FhirClient,
+    destination: FhirClient,
+    request_id: str,
+    *,
+    report_back: bool = False,
+    clock: Clock = utc_now,
+) -> Plan:
+    """Pull and check consent; raise ConsentError when nothing may move. Reads only."""
+    now = clock()
+    if report_back:
+        return _plan_report(source, destination, request_id, now)
+    return _plan_records(source, request_id, now)
+
+
+# -- running -----------------------------------------------------------------------------
+
+
+def _derived_id(key: Mapping[str, str], bundle: Mapping[str, Any]) -> str:
+    """Same transfer of the same content -> same id, so even a run without a state file never duplicates."""
+    digest = hashlib.sha256(orjson.dumps(bundle, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    name = "|".join([key["direction"], key["source"], key["request"], key["destination"], digest])
+    return str(uuid.uuid5(_TRANSFER_NS, name))
+
+
+def _author_reference(pushed: PushResult, identifier: str | None) -> str | None:
+    for entry in pushed.entries:
+        if entry.identifier == identifier and entry.resource_type in ("Practitioner", "Organization"):
+            return entry.reference
+    return None
+
+
+def _write_provenance(destination: FhirClient, state: TransferState, plan: Plan, pushed: PushResult) -> str:
+    if state.transfer_id is None or state.recorded is None:
+        raise ValueError("the transfer id and time are fixed before anything is written")
+    bundle = provenance_bundle(
+        transfer_id=state.transfer_id,
+        recorded=state.recorded,
+        targets=[f"{e.reference}/_history/{e.version}" if e.version else e.reference for e in pushed.entries],
+        source_url=plan.source_url,
+        author=_author_reference(pushed, plan.author),
+        description=f"fhir-so transfer ({plan.direction}) of case {plan.case_id}",
+    )
+    answer = destination.transaction(bundle)
+    entries = answer.get("entry") or []
+    if len(entries) != 2:
+        raise ServerError(f"{destination.base_url}: the Provenance transaction-response has {len(entries)} entries, expected 2")
+    _, rtype, rid, _ = classify_entry(bundle["entry"][1]["request"], entries[1].get("response") or {})
+    if rtype != "Provenance" or not rid:
+        raise ServerError(f"{destination.base_url}: the Provenance transaction-response names no Provenance")
+    return f"Provenance/{rid}"
+
+
+def transfer(
+    source: FhirClient,
+    destination: FhirClient,
+    request_id: str,
+    *,
+    state: str | PathLike[str] | None = None,
+    dry_run: bool = False,
+    report_back: bool = False,
+    clock: Clock = utc_now,
+) -> TransferResult:
+    """Copy a case (or, with ``report_back``, its opinion) from ``source`` to ``destination``.
+
+    Consent is checked before anything is written (ConsentError, exit 1, when it refuses).
+    ``state`` is a JSON file recording progress; a run killed part-way and started again with
+    the same file completes the transfer without losing or duplicating anything. ``dry_run``
+    plans and reports without writing anything, the state file included.
+    """
+    direction: Direction = "report" if report_back else "records"
+    key = {"direction": direction, "source": source.base_url, "destination": destination.base_url, "request": request_id}
+    if source.base_url == destination.base_url:
+        raise InputError("the source and destination servers are the same: a transfer copies between two servers")
+    progress = TransferState.open(state, key)
+    done_before = tuple(s for s in ("pulled", "pushed", "provenance", "done") if progress.done(s))
+
+    def finished(plan: Plan, pushed: PushResult | None, provenance: str | None) -> TransferResult:
+        return TransferResult(direction, source.base_url, destination.base_url, request_id, plan, dry_run,
+                              progress.transfer_id, pushed, provenance, done_before)
+
+    if progress.done("pushed") and not dry_run:
+        plan = Plan.from_state(direction, progress.get("pulled"))
+        pushed = PushResult.from_json(progress.get("pushed"))
+    else:
+        plan = plan_transfer(source, destination, request_id, report_back=report_back, clock=clock)
+        if dry_run:
+            return finished(plan, None, None)
+        progress.begin(_derived_id(key, plan.bundle), _instant(clock()))
+        progress.mark("pulled", plan.to_state())
+        pushed = push(destination, plan.bundle)
+        progress.mark("pushed", pushed.to_json())
+    if progress.done("provenance"):
+        provenance = str(progress.get("provenance").get("id"))
+    else:
+        provenance = _write_provenance(destination, progress, plan, pushed)
+        progress.mark("provenance", {"id": provenance})
+    if not progress.done("done"):
+        progress.mark("done", {"at": _instant(clock())})
+    return finished(plan, pushed, provenance)

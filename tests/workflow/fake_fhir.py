@@ -1,0 +1,260 @@
+"""A small in-memory FHIR server behind a ``requests`` transport adapter, for unit tests.
+
+It does what the workflows need and nothing more: read; search by ``_id``, ``identifier``
+(``system|value`` and ``system|``), the reference parameters a case uses and ``_tag``, with
+``_include``, ``_count`` and paging through ``next`` links; and transactions with conditional
+creates (``ifNoneExist``), conditional updates (``PUT Type?identifier=``, a no-op when the
+content is the same, like HAPI), conditional references and ``urn:uuid`` resolution, applied
+atomically. A ``kill_at`` request number raises :class:`Killed` (a BaseException, like a
+killed process) before or after the server applies that request, and ``requests`` counts
+every request, so a test can stop a workflow at each step in turn.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+
+import requests
+from requests.adapters import BaseAdapter
+from requests.structures import CaseInsensitiveDict
+
+Resource = dict[str, Any]
+
+
+class Killed(BaseException):
+    """The process died here (not an Exception: nothing in the library may catch it)."""
+
+
+def _refs(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+REFERENCE_PARAMS: dict[tuple[str, str], Callable[[Resource], list[Any]]] = {
+    ("ServiceRequest", "subject"): lambda r: _refs(r.get("subject")),
+    ("ServiceRequest", "requester"): lambda r: _refs(r.get("requester")),
+    ("ServiceRequest", "performer"): lambda r: _refs(r.get("performer")),
+    ("DocumentReference", "related"): lambda r: _refs((r.get("context") or {}).get("related")),
+    ("DocumentReference", "author"): lambda r: _refs(r.get("author")),
+    ("DocumentReference", "subject"): lambda r: _refs(r.get("subject")),
+    ("DiagnosticReport", "based-on"): lambda r: _refs(r.get("basedOn")),
+    ("DiagnosticReport", "performer"): lambda r: _refs(r.get("performer")),
+    ("DiagnosticReport", "subject"): lambda r: _refs(r.get("subject")),
+}
+
+
+class FakeFhir(BaseAdapter):
+    """One FHIR server at ``base``; mount it on a Session for that URL prefix."""
+
+    def __init__(self, base: str, *, page_size: int = 2) -> None:
+        super().__init__()
+        self.base = base.rstrip("/")
+        self.page_size = page_size
+        self.store: dict[str, dict[str, Resource]] = {}
+        self.next_id = 1
+        self.requests: list[tuple[str, str]] = []
+        self.kill_at: int | None = None
+        self.kill_after = False
+
+    # -- transport -------------------------------------------------------------------
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        method = str(request.method)
+        url = str(request.url)
+        self.requests.append((method, url))
+        number = len(self.requests)
+        kill = self.kill_at == number
+        if kill and not self.kill_after:
+            raise Killed(f"killed before request {number}: {method} {url}")
+        body = request.body
+        if isinstance(body, bytes):
+            body = body.decode("utf-8")
+        status, payload, headers = self.handle(method, url, json.loads(body) if body else None, request.headers)
+        if kill:
+            raise Killed(f"killed after request {number} was applied: {method} {url}")
+        response = requests.Response()
+        response.status_code = status
+        response._content = json.dumps(payload).encode() if payload is not None else b""
+        response.headers = CaseInsensitiveDict({"Content-Type": "application/fhir+json", **headers})
+        response.url = url
+        response.request = request
+        return response
+
+    def close(self) -> None:
+        pass
+
+    # -- dispatch --------------------------------------------------------------------
+
+    def handle(self, method: str, url: str, body: Any, headers: Mapping[str, str]) -> tuple[int, Any, dict[str, str]]:
+        parts = urlsplit(url)
+        path = parts.path[len(urlsplit(self.base).path):].strip("/")
+        params = parse_qsl(parts.query, keep_blank_values=True)
+        if method == "GET" and path == "metadata":
+            return 200, {"resourceType": "CapabilityStatement", "status": "active", "fhirVersion": "4.0.1",
+                         "rest": [{"mode": "server", "interaction": [{"code": "transaction"}, {"code": "batch"}]}]}, {}
+        if method == "POST" and path == "":
+            return self.transaction(body)
+        segments = path.split("/") if path else []
+        if method == "GET" and len(segments) == 1:
+            return 200, self.search_page(segments[0], params), {}
+        if method == "GET" and len(segments) == 2:
+            found = self.store.get(segments[0], {}).get(segments[1])
+            if found is None:
+                return 404, {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "not-found"}]}, {}
+            return 200, found, {}
+        return 400, {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "not-supported", "diagnostics": f"{method} {path}"}]}, {}
+
+    # -- search ----------------------------------------------------------------------
+
+    def matches(self, rtype: str, params: list[tuple[str, str]], store: dict[str, dict[str, Resource]] | None = None) -> list[Resource]:
+        found = list((store if store is not None else self.store).get(rtype, {}).values())
+        for name, value in params:
+            if name.startswith("_") and name not in ("_id", "_tag"):
+                continue
+            found = [r for r in found if self._match(rtype, r, name, value)]
+        return sorted(found, key=lambda r: int(r["id"]))
+
+    def _match(self, rtype: str, resource: Resource, name: str, value: str) -> bool:
+        if name == "_id":
+            return resource["id"] in value.split(",")
+        if name == "_tag":
+            system, _, code = value.partition("|")
+            return any(t.get("system") == system and t.get("code") == code for t in (resource.get("meta") or {}).get("tag") or [])
+        if name == "identifier":
+            system, _, ident = value.partition("|")
+            return any(i.get("system") == system and (not ident or i.get("value") == ident) for i in resource.get("identifier") or [])
+        getter = REFERENCE_PARAMS.get((rtype, name))
+        if getter is None:
+            raise AssertionError(f"the fake server does not know the search parameter {rtype}.{name}")
+        return any(isinstance(r, dict) and r.get("reference") == value for r in getter(resource))
+
+    def search_page(self, rtype: str, params: list[tuple[str, str]]) -> Resource:
+        found = self.matches(rtype, params)
+        if ("_summary", "count") in params:
+            return {"resourceType": "Bundle", "type": "searchset", "total": len(found)}
+        count = int(dict(params).get("_count", self.page_size))
+        offset = int(dict(params).get("_offset", 0))
+        page = found[offset:offset + count]
+        entries = [{"fullUrl": f"{self.base}/{rtype}/{r['id']}", "resource": r, "search": {"mode": "match"}} for r in page]
+        seen = {f"{rtype}/{r['id']}" for r in page}
+        for name, value in params:
+            if name != "_include":
+                continue
+            itype, _, iparam = value.partition(":")
+            getter = REFERENCE_PARAMS[(itype, iparam)]
+            for resource in page:
+                for ref in getter(resource):
+                    target = ref.get("reference", "") if isinstance(ref, dict) else ""
+                    if target in seen or target.count("/") != 1:
+                        continue
+                    ttype, tid = target.split("/")
+                    included = self.store.get(ttype, {}).get(tid)
+                    if included is not None:
+                        seen.add(target)
+                        entries.append({"fullUrl": f"{self.base}/{target}", "resource": included, "search": {"mode": "include"}})
+        bundle: Resource = {"resourceType": "Bundle", "type": "searchset", "total": len(found), "entry": entries}
+        if offset + count < len(found):
+            rest = [(k, v) for k, v in params if k != "_offset"] + [("_offset", str(offset + count))]
+            bundle["link"] = [{"relation": "next", "url": f"{self.base}/{rtype}?{urlencode(rest)}"}]
+        return bundle
+
+    # -- transaction -----------------------------------------------------------------
+
+    def transaction(self, bundle: Resource) -> tuple[int, Any, dict[str, str]]:
+        store = copy.deepcopy(self.store)
+        next_id = self.next_id
+        resolved: dict[str, str] = {}
+        planned: list[tuple[Resource, str, str, str | None]] = []
+        # First pass: decide each entry's id (conditional matches, new ids), like a server does.
+        for entry in bundle.get("entry") or []:
+            request, resource = entry["request"], entry["resource"]
+            rtype = resource["resourceType"]
+            if request["method"] == "POST":
+                condition = request.get("ifNoneExist")
+                hits = self.matches(rtype, parse_qsl(unquote(condition)), store) if condition else []
+            else:
+                _, _, query = request["url"].partition("?")
+                hits = self.matches(rtype, parse_qsl(unquote(query)), store)
+            if len(hits) > 1:
+                return 412, {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "multiple-matches"}]}, {}
+            if hits:
+                rid, existing = hits[0]["id"], hits[0]
+            else:
+                rid, existing = str(next_id), None
+                next_id += 1
+            resolved[entry["fullUrl"]] = f"{rtype}/{rid}"
+            planned.append((entry, rtype, rid, existing["meta"]["versionId"] if existing else None))
+        replies = []
+        for entry, rtype, rid, version in planned:
+            resource = self._resolve(entry["resource"], resolved, store)
+            existing = store.get(rtype, {}).get(rid)
+            if entry["request"]["method"] == "POST" and existing is not None:
+                replies.append(self._reply(200, rtype, rid, version))
+                continue
+            if existing is not None and _content(existing) == _content(resource):
+                replies.append(self._reply(200, rtype, rid, version))
+                continue
+            new_version = str(int(version) + 1) if version else "1"
+            stored = {**resource, "id": rid, "meta": {**(resource.get("meta") or {}), "versionId": new_version}}
+            store.setdefault(rtype, {})[rid] = stored
+            replies.append(self._reply(201 if existing is None else 200, rtype, rid, new_version))
+        self.store, self.next_id = store, next_id
+        return 200, {"resourceType": "Bundle", "type": "transaction-response", "entry": replies}, {}
+
+    def _resolve(self, resource: Resource, resolved: Mapping[str, str], store: dict[str, dict[str, Resource]]) -> Resource:
+        def walk(value: Any) -> Any:
+            if isinstance(value, dict):
+                out = {}
+                for key, item in value.items():
+                    if key == "reference" and isinstance(item, str):
+                        if item in resolved:
+                            item = resolved[item]
+                        elif "?" in item:
+                            rtype, _, query = item.partition("?")
+                            hits = self.matches(rtype, parse_qsl(unquote(query)), store)
+                            if len(hits) != 1:
+                                raise AssertionError(f"conditional reference {item} matched {len(hits)}")
+                            item = f"{rtype}/{hits[0]['id']}"
+                        out[key] = item
+                    else:
+                        out[key] = walk(item)
+                return out
+            if isinstance(value, list):
+                return [walk(v) for v in value]
+            return value
+
+        result: Resource = walk(resource)
+        return result
+
+    def _reply(self, status: int, rtype: str, rid: str, version: str | None) -> Resource:
+        text = {200: "200 OK", 201: "201 Created"}[status]
+        return {"response": {"status": text, "location": f"{rtype}/{rid}/_history/{version}", "etag": f'W/"{version}"'}}
+
+    # -- helpers for tests -------------------------------------------------------------
+
+    def count(self, rtype: str) -> int:
+        return len(self.store.get(rtype, {}))
+
+    def all(self, rtype: str) -> list[Resource]:
+        return list(self.store.get(rtype, {}).values())
+
+    def writes(self) -> int:
+        return sum(1 for method, _ in self.requests if method in ("POST", "PUT", "DELETE"))
+
+
+def _content(resource: Resource) -> Resource:
+    return {k: v for k, v in resource.items() if k not in ("id", "meta")} | {"meta": {k: v for k, v in (resource.get("meta") or {}).items() if k not in ("versionId", "lastUpdated")}}
+
+
+def session_for(*servers: FakeFhir) -> requests.Session:
+    """A Session whose requests to each server's base go to that fake."""
+    session = requests.Session()
+    for server in servers:
+        session.mount(server.base + "/", server)
+        session.mount(server.base, server)
+    return session
