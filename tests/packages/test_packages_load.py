@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from fhir_so.cli import cli
 from fhir_so.errors import ProfileError
 from fhir_so.packages import CORE_SPEC, Definitions, PackageCache
-from tests.packages.conftest import make_tgz, value_set, write_package
+from tests.packages.package_helpers import make_tgz, value_set, write_package
 
 
 @pytest.fixture

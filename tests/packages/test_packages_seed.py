@@ -12,7 +12,7 @@ import pytest
 
 from fhir_so.errors import InputError, ProfileError
 from fhir_so.packages import CORE_NAME, CORE_SPEC, CORE_VERSION, PackageCache, find_definitions_dir, prune_schema
-from tests.packages.conftest import ROOT
+from tests.packages.package_helpers import ROOT
 
 
 def test_seed_writes_one_file_per_official_resource(core_cache: PackageCache) -> None:

@@ -14,7 +14,7 @@ from fhir_so.cli import cli
 from fhir_so.errors import ProfileError
 from fhir_so.packages import PackageCache
 from fhir_so.profiles import _sushi_errors, build_profiles, source_stamp
-from tests.packages.conftest import ROOT
+from tests.packages.package_helpers import ROOT
 
 
 def test_build_installs_the_package_with_snapshots_and_examples(profiles_cache: PackageCache) -> None:

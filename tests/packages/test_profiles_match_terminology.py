@@ -16,7 +16,7 @@ import pytest
 from fhir_so import terminology as term
 from fhir_so.packages import PackageCache
 from fhir_so.profiles import examples
-from tests.packages.conftest import ROOT
+from tests.packages.package_helpers import ROOT
 
 PROFILES = {
     term.SD_SERVICE_REQUEST: "ServiceRequest",
