@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import IO
@@ -29,16 +30,17 @@ def validate_command(paths: tuple[str, ...], profiles: tuple[str, ...], packages
     each resource goes to that server's $validate instead.
     Exit codes: 0 all valid, 1 some invalid, 2 bad input (unreadable file, malformed JSON).
     """
-    from fhir_so.validation.outcome import write_report
+    from fhir_so.validation.outcome import write_report, write_report_file
 
     for p in paths:
         if not Path(p).exists():
             raise InputError("no such file or directory", source=p)
     if server:
+        from fhir_so.auth import auth_from_env
         from fhir_so.client import FhirClient
         from fhir_so.workflow.remote_validate import RemoteValidator
 
-        client = FhirClient(server)
+        client = FhirClient(server, auth=auth_from_env(os.environ))
         results = RemoteValidator(client, profiles).validate_paths(paths)
     else:
         from fhir_so.validation import Validator
@@ -48,12 +50,7 @@ def validate_command(paths: tuple[str, ...], profiles: tuple[str, ...], packages
         validator.check_profiles()
         results = validator.validate_paths(paths)
     if output:
-        from fhir_so.jsonio import write_atomic
-        import io
-
-        buffer = io.BytesIO()
-        summary = write_report(results, fmt, buffer, on_bad_input=info)
-        write_atomic(output, buffer.getvalue())
+        summary = write_report_file(results, fmt, output, on_bad_input=info)
     else:
         out: IO[bytes] = sys.stdout.buffer
         summary = write_report(results, fmt, out, on_bad_input=info if fmt != "text" else None)

@@ -180,6 +180,10 @@ class Terminology:
         if type_code in ("code", "string", "uri"):
             if isinstance(value, str):
                 verdict = exp.contains(None, value)
+                if verdict is None:
+                    forms = [_FORMS.get(s) for s in exp.open_systems]
+                    if forms and all(forms) and not any(f.fullmatch(value) for f in forms if f is not None):
+                        verdict = False
                 if verdict is False:
                     yield Issue(severity, CODE_INVALID, loc, f"the code {value!r} is not in the value set {vs_url} ({strength} binding)", "binding")
             return

@@ -7,6 +7,9 @@ by entry, so memory stays flat however many inputs there are.
 
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
 from typing import IO, Callable, Iterable, Protocol, Sequence
 from xml.sax.saxutils import escape, quoteattr
 
@@ -182,4 +185,23 @@ def write_report(results: Iterable[ResultLike], fmt: str, out: IO[bytes], *, on_
             BundleWriter(out).close()
     if junit is not None:
         junit.close()
+    return summary
+
+
+def write_report_file(results: Iterable[ResultLike], fmt: str, path: str, *, on_bad_input: Callable[[str], None] | None = None) -> Summary:
+    """Like :func:`write_report`, streamed into a temporary file renamed over ``path`` at the end (never half-written)."""
+    from fhir_so.errors import InputError
+
+    target = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent if str(target.parent) else ".")
+    except OSError as exc:
+        raise InputError(f"cannot write: {exc.strerror or exc}", source=path) from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            summary = write_report(results, fmt, fh, on_bad_input=on_bad_input)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return summary

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable, Iterator, Sequence
 
+from fhir_so.errors import ProfileError
 from fhir_so.validation.bindings import Terminology
 from fhir_so.validation.fhirpath import InvariantEngine
 from fhir_so.validation.findings import Issue, best_issue
@@ -64,8 +65,6 @@ class Validator:
 
     def check_profiles(self) -> None:
         """Compile the forced profiles now, so a broken or unknown one fails before any input is read."""
-        from fhir_so.errors import ProfileError
-
         for url in self.profiles:
             if self.plans.plan(url) is None:
                 raise ProfileError(f"profile {url} is not in any loaded package (add its package with --package)")
