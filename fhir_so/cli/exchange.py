@@ -73,7 +73,13 @@ def push_command(path: str, server: str | None, timeout: float, as_json: bool) -
       fhir-so push bundle.json --json | jq .request_id
     """
     data = load_json_object(path)
-    payload = data if data.get("resourceType") == "Bundle" else case_from_dict(data, path, Path(path).parent)
+    payload: Any
+    if data.get("resourceType") == "Bundle":
+        if data.get("type") != "transaction":
+            raise InputError(f"expected a transaction Bundle (or a case file), got type {data.get('type')!r}", source=path, location="Bundle.type")
+        payload = data
+    else:
+        payload = case_from_dict(data, path, Path(path).parent)
     with _client(server, timeout) as client:
         result = push(client, payload)
     if result.stat:

@@ -5,7 +5,7 @@ It does what the workflows need and nothing more: read; search by ``_id``, ``ide
 ``_include``, ``_count`` and paging through ``next`` links; and transactions with conditional
 creates (``ifNoneExist``), conditional updates (``PUT Type?identifier=``, a no-op when the
 content is the same, like HAPI), conditional references and ``urn:uuid`` resolution, applied
-atomically. A ``kill_at`` request number raises :class:`Killed` (a BaseException, like a
+atomically. A shared :class:`Tripwire` raises :class:`Killed` (a BaseException, like a
 killed process) before or after the server applies that request, and ``requests`` counts
 every request, so a test can stop a workflow at each step in turn.
 """
@@ -27,6 +27,21 @@ Resource = dict[str, Any]
 
 class Killed(BaseException):
     """The process died here (not an Exception: nothing in the library may catch it)."""
+
+
+class Tripwire:
+    """Counts requests across every fake sharing it; kills the process at request number ``at``."""
+
+    def __init__(self, at: int | None = None, *, after: bool = False, drop: bool = False) -> None:
+        self.at = at
+        self.after = after
+        self.drop = drop  # a dropped connection (requests.ConnectionError) instead of a killed process
+        self.count = 0
+
+    def fire(self, message: str) -> None:
+        if self.drop:
+            raise requests.exceptions.ConnectionError(message)
+        raise Killed(message)
 
 
 def _refs(value: Any) -> list[Any]:
@@ -51,15 +66,14 @@ REFERENCE_PARAMS: dict[tuple[str, str], Callable[[Resource], list[Any]]] = {
 class FakeFhir(BaseAdapter):
     """One FHIR server at ``base``; mount it on a Session for that URL prefix."""
 
-    def __init__(self, base: str, *, page_size: int = 2) -> None:
+    def __init__(self, base: str, *, page_size: int = 2, tripwire: Tripwire | None = None) -> None:
         super().__init__()
+        self.tripwire = tripwire or Tripwire()
         self.base = base.rstrip("/")
         self.page_size = page_size
         self.store: dict[str, dict[str, Resource]] = {}
         self.next_id = 1
         self.requests: list[tuple[str, str]] = []
-        self.kill_at: int | None = None
-        self.kill_after = False
 
     # -- transport -------------------------------------------------------------------
 
@@ -67,16 +81,17 @@ class FakeFhir(BaseAdapter):
         method = str(request.method)
         url = str(request.url)
         self.requests.append((method, url))
-        number = len(self.requests)
-        kill = self.kill_at == number
-        if kill and not self.kill_after:
-            raise Killed(f"killed before request {number}: {method} {url}")
+        self.tripwire.count += 1
+        number = self.tripwire.count
+        kill = self.tripwire.at == number
+        if kill and not self.tripwire.after:
+            self.tripwire.fire(f"killed before request {number}: {method} {url}")
         body = request.body
         if isinstance(body, bytes):
             body = body.decode("utf-8")
         status, payload, headers = self.handle(method, url, json.loads(body) if body else None, request.headers)
         if kill:
-            raise Killed(f"killed after request {number} was applied: {method} {url}")
+            self.tripwire.fire(f"killed after request {number} was applied: {method} {url}")
         response = requests.Response()
         response.status_code = status
         response._content = json.dumps(payload).encode() if payload is not None else b""
@@ -258,3 +273,20 @@ def session_for(*servers: FakeFhir) -> requests.Session:
         session.mount(server.base + "/", server)
         session.mount(server.base, server)
     return session
+
+
+def serve_with_responses(mock: Any, *servers: FakeFhir) -> None:
+    """Route every request to the servers' bases through ``responses`` to the fakes (for CLI tests,
+    where the command builds its own session)."""
+    import re
+
+    for server in servers:
+
+        def callback(request: requests.PreparedRequest, server: FakeFhir = server) -> tuple[int, dict[str, str], str]:
+            body = request.body.decode("utf-8") if isinstance(request.body, bytes) else request.body
+            server.requests.append((str(request.method), str(request.url)))
+            status, payload, headers = server.handle(str(request.method), str(request.url), json.loads(body) if body else None, request.headers)
+            return status, {"Content-Type": "application/fhir+json", **headers}, json.dumps(payload) if payload is not None else ""
+
+        for method in ("GET", "POST", "PUT", "DELETE"):
+            mock.add_callback(method, re.compile(re.escape(server.base) + r"(/.*)?(\?.*)?$"), callback=callback)
