@@ -21,10 +21,6 @@ from __future__ import annotations
 import re
 from typing import Any, Callable
 
-import fhirpathpy
-from fhirpathpy.engine.nodes import ResourceNode
-from fhirpathpy.models import models
-
 UNSUPPORTED_FUNCTIONS: tuple[str, ...] = ("resolve", "memberOf", "conformsTo", "htmlChecks", "checkModifiers", "extension(")
 
 _UNSUPPORTED_RE = re.compile(r"\b(resolve|memberOf|conformsTo|htmlChecks|checkModifiers)\s*\(")
@@ -45,7 +41,7 @@ class InvariantEngine:
     """Compiles (once) and evaluates FHIRPath invariants; keeps the list of those it had to skip."""
 
     def __init__(self) -> None:
-        self._model = models["r4"]
+        self._model: Any = None  # fhirpathpy is imported on first use: most resources never need it
         self._options = {"userInvocationTable": {"hasValue": {"fn": _has_value, "arity": {0: []}}}, "traceFn": _no_trace}
         self._compiled: dict[str, Compiled | None] = {}
         #: expression -> why it is skipped (unsupported function, compile or evaluation failure)
@@ -63,6 +59,11 @@ class InvariantEngine:
             self.skipped[expression] = f"uses {m.group(1)}(), which is not evaluated offline"
         else:
             try:
+                import fhirpathpy
+                from fhirpathpy.models import models
+
+                if self._model is None:
+                    self._model = models["r4"]
                 fn = fhirpathpy.compile(expression, self._model, self._options)
             except Exception as exc:  # fhirpathpy raises bare exceptions from its parser
                 self.skipped[expression] = f"fhirpathpy cannot compile it: {exc}"
@@ -74,6 +75,8 @@ class InvariantEngine:
         fn = self.compiled(expression)
         if fn is None:
             return None
+        from fhirpathpy.engine.nodes import ResourceNode
+
         node = value if isinstance(value, dict) and "resourceType" in value else ResourceNode.create_node(value, type_path)
         try:
             result = fn(node, {"resource": resource, "rootResource": root})
