@@ -138,7 +138,7 @@ def test_bindings_point_at_the_project_value_sets(profiles_resources: list[dict[
         if "binding" in e
     }
     assert bound == {
-        ("so-service-request", "ServiceRequest.orderDetail:mode"): (term.VS_MODE, "required"),
+        ("so-service-request", "ServiceRequest.orderDetail:mode.coding:soMode"): (term.VS_MODE, "required"),
         ("so-service-request", "ServiceRequest.reasonCode:reason"): (term.VS_REASON, "required"),
         ("so-consent-records", "Consent.provision.code"): (term.VS_RECORD_TYPE, "extensible"),
         ("so-document-reference", "DocumentReference.type"): (term.VS_RECORD_TYPE, "extensible"),

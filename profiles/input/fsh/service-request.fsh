@@ -18,7 +18,17 @@ Description: "A request for a second (or third) opinion: the anchor of a fhir-so
 * insert CodeSlicing(orderDetail, [[Must include the so-mode code (telehealth also SNOMED CT 763184009).]])
 * orderDetail contains mode 1..1 MS
 * orderDetail[mode] ^patternCodeableConcept.coding[0].system = "https://fhir-so.org/fhir/CodeSystem/so-mode"
-* orderDetail[mode] from SoModeVS (required)
+// The mode is bound on its own Coding: a telehealth CodeableConcept also carries SNOMED CT 763184009,
+// and HAPI judges a required binding on the whole CodeableConcept by all its codings.
+* orderDetail[mode].coding ^slicing.discriminator.type = #value
+* orderDetail[mode].coding ^slicing.discriminator.path = "system"
+* orderDetail[mode].coding ^slicing.rules = #open
+* orderDetail[mode].coding ^slicing.description = "The so-mode coding."
+* orderDetail[mode].coding contains soMode 1..1 MS
+* orderDetail[mode].coding[soMode].system 1..1
+* orderDetail[mode].coding[soMode].system = "https://fhir-so.org/fhir/CodeSystem/so-mode" (exactly)
+* orderDetail[mode].coding[soMode].code 1..1
+* orderDetail[mode].coding[soMode] from SoModeVS (required)
 * subject only Reference(Patient)
 * subject MS
 * authoredOn 1..1 MS
