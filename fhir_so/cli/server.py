@@ -1,7 +1,121 @@
-"""CLI commands: server (filled in by the issue that owns it)."""
+"""CLI commands: ``fhir-so server build|start|stop|status|reset`` (the local HAPI FHIR server)."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+from typing import Any, Callable
+
 import click
 
-COMMANDS: list[click.Command] = []
+from fhir_so.cli.common import emit_json, info, json_option, translate_errors
+from fhir_so.server import DEFAULT_HEAP, DEFAULT_PORT, LocalServer, ServerConfig, ServerStatus
+
+port_option = click.option(
+    "--port", type=click.IntRange(1, 65535), default=DEFAULT_PORT, show_default=True, help="TCP port on 127.0.0.1."
+)
+data_option = click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="This instance's data folder (database, log, pid file). Default: var/hapi-PORT, or $FHIR_SO_DATA/hapi-PORT.",
+)
+
+
+def _server(port: int, data_dir: Path | None, **overrides: Any) -> LocalServer:
+    return LocalServer(ServerConfig.resolve(os.environ, port=port, data_dir=data_dir, **overrides))
+
+
+def _describe(status: ServerStatus) -> str:
+    if not status.running:
+        return f"not running ({status.url}, data {status.data_dir})"
+    what = f"FHIR {status.fhir_version}, {status.software}" if status.responding else "not answering yet"
+    return f"running at {status.url} ({what}), pid {status.pid}, data {status.data_dir}"
+
+
+def _instance_command(func: Callable[..., None]) -> Callable[..., None]:
+    """The options every instance command shares."""
+    for option in (json_option, data_option, port_option):
+        func = option(func)
+    return func
+
+
+@click.group("server")
+def server_group() -> None:
+    """The local HAPI FHIR R4 server (server/: Java 17, Maven, H2 on disk) for the demo and the tests.
+
+    \b
+    Two instances on two ports are two independent servers, e.g. a transfer's
+    source and destination:
+      fhir-so server start                # http://127.0.0.1:8090/fhir
+      fhir-so server start --port 8091    # http://127.0.0.1:8091/fhir, data in var/hapi-8091
+    """
+
+
+@server_group.command("build")
+@click.option("--force", is_flag=True, help="Build even when the jar is newer than its sources.")
+@translate_errors
+def build_command(force: bool) -> None:
+    """Build the server jar with Maven, once: only when it is missing or older than its sources."""
+    server = _server(DEFAULT_PORT, None)
+    if not server.build(force=force, progress=info):
+        info(f"server jar up to date: {server.config.jar}")
+
+
+@server_group.command("start")
+@_instance_command
+@click.option("--heap", default=DEFAULT_HEAP, show_default=True, help="Java heap limit (-Xmx).")
+@click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds to wait for /fhir/metadata.")
+@translate_errors
+def start_command(port: int, data_dir: Path | None, as_json: bool, heap: str, timeout: float) -> None:
+    """Start the server in the background (building it if needed); return once /fhir/metadata answers."""
+    status = _server(port, data_dir, heap=heap, start_timeout=timeout).start(progress=info)
+    if as_json:
+        emit_json(status.to_dict())
+    elif status.already_running:
+        info(f"already {_describe(status)}")
+    else:
+        info(f"started in {status.seconds:.0f} s: {_describe(status)}")
+
+
+@server_group.command("stop")
+@_instance_command
+@translate_errors
+def stop_command(port: int, data_dir: Path | None, as_json: bool) -> None:
+    """Stop the server started for this port and data folder, and wait until it has exited."""
+    server = _server(port, data_dir)
+    pid = server.stop()
+    if as_json:
+        emit_json({"stopped": pid is not None, "pid": pid, "url": server.config.base_url})
+    else:
+        info(f"stopped the server at {server.config.base_url} (pid {pid})" if pid else f"not running: {server.config.base_url}")
+
+
+@server_group.command("status")
+@_instance_command
+@translate_errors
+def status_command(port: int, data_dir: Path | None, as_json: bool) -> None:
+    """Say whether the server runs, with its URL, FHIR version and pid."""
+    status = _server(port, data_dir).status()
+    if as_json:
+        emit_json(status.to_dict())
+    else:
+        click.echo(_describe(status))
+
+
+@server_group.command("reset")
+@_instance_command
+@translate_errors
+def reset_command(port: int, data_dir: Path | None, as_json: bool) -> None:
+    """Stop the server if it runs and delete its database and log (the next start begins empty)."""
+    server = _server(port, data_dir)
+    pid, removed = server.reset()
+    if as_json:
+        emit_json({"stopped": pid, "removed": [str(p) for p in removed], "dataDir": str(server.config.data_dir)})
+        return
+    if pid:
+        info(f"stopped the server (pid {pid})")
+    info(f"cleared {server.config.data_dir}" if removed else f"nothing to clear in {server.config.data_dir}")
+
+
+COMMANDS: list[click.Command] = [server_group]

@@ -1,0 +1,465 @@
+"""Build, start, stop, inspect and reset the local HAPI FHIR server (``server/``: Java 17, Maven, H2).
+
+One :class:`LocalServer` per instance, configured by a :class:`ServerConfig` (port, data folder,
+heap, paths to the sources and the tools). An instance keeps everything of its own under its
+data folder: the H2 database (``h2/``), the log (``server.log``) and the pid file
+(``server.pid``). Two instances on two ports with two data folders are two independent
+servers (a transfer's source and destination).
+
+The server runs detached from the process that started it (its own session), so
+``fhir-so server start`` returns once ``/fhir/metadata`` answers, and ``stop`` ends exactly the
+pid written in the pid file, after checking that this pid is still that server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import requests
+
+from fhir_so.errors import LocalServerError, ToolMissingError
+from fhir_so.jsonio import write_atomic
+
+__all__ = [
+    "DEFAULT_HEAP",
+    "DEFAULT_PORT",
+    "JAR_NAME",
+    "LocalServer",
+    "ServerConfig",
+    "ServerStatus",
+    "find_server_dir",
+    "jar_is_stale",
+    "port_in_use",
+]
+
+DEFAULT_PORT = 8090
+# HAPI JPA with H2 idles at about 0.6-0.9 GB resident with this heap; 1 GB of heap is plenty for
+# the demo and the tests and keeps two instances (source and destination) well within 4 GB.
+DEFAULT_HEAP = "1g"
+JAR_NAME = "fhir-so-server.jar"
+# C1 only and the serial collector: HAPI starts about a third faster and uses fewer threads on
+# a small machine; the server's peak throughput does not matter for a local test server.
+JVM_OPTIONS = ("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Xss512k")
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    """A progress sink that says nothing."""
+
+
+def find_server_dir(env: Mapping[str, str]) -> Path:
+    """The folder holding the server's ``pom.xml``: ``$FHIR_SO_SERVER_DIR`` or ``server/`` of this checkout."""
+    configured = env.get("FHIR_SO_SERVER_DIR")
+    candidate = Path(configured) if configured else Path(__file__).resolve().parent.parent / "server"
+    if not (candidate / "pom.xml").is_file():
+        where = "FHIR_SO_SERVER_DIR" if configured else "this fhir-so checkout"
+        raise LocalServerError(
+            f"the server sources (pom.xml) are not in {candidate} ({where}); "
+            "set FHIR_SO_SERVER_DIR to the folder holding server/pom.xml"
+        )
+    return candidate
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything one local server instance needs: where it listens, where it keeps its data, how it runs."""
+
+    source_dir: Path
+    data_dir: Path
+    port: int = DEFAULT_PORT
+    host: str = "127.0.0.1"
+    heap: str = DEFAULT_HEAP
+    start_timeout: float = 300.0
+    stop_timeout: float = 60.0
+    java: str = "java"
+    mvn: str = "mvn"
+    maven_args: tuple[str, ...] = ()
+
+    @classmethod
+    def resolve(
+        cls,
+        env: Mapping[str, str],
+        *,
+        port: int | None = None,
+        data_dir: Path | None = None,
+        **overrides: Any,
+    ) -> ServerConfig:
+        """Fill in the defaults: sources from the checkout, data under ``var/hapi-PORT`` (or ``$FHIR_SO_DATA/hapi-PORT``)."""
+        source_dir = overrides.pop("source_dir", None) or find_server_dir(env)
+        port = port or DEFAULT_PORT
+        if data_dir is None:
+            root = Path(env["FHIR_SO_DATA"]) if env.get("FHIR_SO_DATA") else source_dir.parent / "var"
+            data_dir = root / f"hapi-{port}"
+        return cls(source_dir=Path(source_dir), data_dir=Path(data_dir).absolute(), port=port, **overrides)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}/fhir"
+
+    @property
+    def jar(self) -> Path:
+        return self.source_dir / "target" / JAR_NAME
+
+    @property
+    def pid_file(self) -> Path:
+        return self.data_dir / "server.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.data_dir / "server.log"
+
+    @property
+    def database_dir(self) -> Path:
+        return self.data_dir / "h2"
+
+    def with_port(self, port: int) -> ServerConfig:
+        return replace(self, port=port)
+
+
+@dataclass
+class ServerStatus:
+    """What ``status`` reports: whether the instance runs, answers, and what it is."""
+
+    running: bool
+    url: str
+    port: int
+    data_dir: Path
+    pid: int | None = None
+    responding: bool = False
+    fhir_version: str | None = None
+    software: str | None = None
+    already_running: bool = False
+    seconds: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "running": self.running,
+            "responding": self.responding,
+            "url": self.url,
+            "port": self.port,
+            "pid": self.pid,
+            "fhirVersion": self.fhir_version,
+            "software": self.software,
+            "dataDir": str(self.data_dir),
+            "alreadyRunning": self.already_running,
+            "seconds": None if self.seconds is None else round(self.seconds, 1),
+        }
+
+
+def jar_is_stale(jar: Path, source_dir: Path) -> bool:
+    """True when the jar is missing or older than ``pom.xml`` or any file under ``src/``."""
+    if not jar.is_file():
+        return True
+    built = jar.stat().st_mtime
+    sources = [source_dir / "pom.xml", *(p for p in (source_dir / "src").rglob("*") if p.is_file())]
+    return any(p.stat().st_mtime > built for p in sources if p.exists())
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """True when something accepts connections on host:port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def _tail(path: Path, lines: int = 25) -> str:
+    """The last lines of a log file, for error messages."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def _process_state(pid: int) -> str | None:
+    """The kernel's one-letter state of a process (Linux), None when the process does not exist."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return "?"
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+def _pid_alive(pid: int) -> bool:
+    """True when the process exists and is not a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return _process_state(pid) not in (None, "Z") if sys.platform.startswith("linux") else True
+
+
+def _cmdline(pid: int) -> list[str] | None:
+    """The process's arguments (Linux), None where they cannot be read."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return raw.decode(errors="replace").split("\0")
+
+
+class LocalServer:
+    """One local HAPI FHIR server instance: build its jar, start, stop, status, reset."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self._process: subprocess.Popen[bytes] | None = None
+
+    # -- build ----------------------------------------------------------------------------
+
+    def needs_build(self) -> bool:
+        return jar_is_stale(self.config.jar, self.config.source_dir)
+
+    def build(self, *, force: bool = False, progress: Progress = _quiet) -> bool:
+        """Build the jar with Maven when it is missing or older than its sources; True when it built."""
+        cfg = self.config
+        if not force and not self.needs_build():
+            return False
+        mvn = self._require_tool(cfg.mvn, "Maven (mvn)", "apt-get install maven")
+        self._require_tool("javac", "a JDK 17 or newer (javac)", "apt-get install openjdk-17-jdk-headless")
+        log = cfg.source_dir / "target" / "maven-build.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        command = [mvn, "-q", "-B", "package", "-DskipTests", *cfg.maven_args]
+        progress(
+            "building the HAPI FHIR server jar with Maven "
+            "(the first build downloads about 400 MB into the Maven cache and takes a few minutes)"
+        )
+        started = time.monotonic()
+        with log.open("wb") as out:
+            process = subprocess.Popen(command, cwd=cfg.source_dir, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            next_note = 30.0
+            while process.poll() is None:
+                time.sleep(0.5)
+                elapsed = time.monotonic() - started
+                if elapsed >= next_note:
+                    progress(f"  Maven still working ({elapsed:.0f} s)")
+                    next_note += 30.0
+        if process.returncode != 0:
+            raise LocalServerError(f"the Maven build failed (exit {process.returncode}); the end of {log}:\n{_tail(log)}")
+        if not cfg.jar.is_file():
+            raise LocalServerError(f"Maven succeeded but did not make {cfg.jar}; see {log}")
+        # Maven may leave an unchanged jar untouched: mark it as built from the current sources.
+        os.utime(cfg.jar)
+        progress(f"built {cfg.jar} in {time.monotonic() - started:.0f} s")
+        return True
+
+    # -- pid file ---------------------------------------------------------------------------
+
+    def read_pid(self) -> int | None:
+        """The pid recorded in the pid file, or None (no file, or a file that is not ours)."""
+        try:
+            record = json.loads(self.config.pid_file.read_text(encoding="utf-8"))
+            pid = record["pid"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return pid if isinstance(pid, int) and pid > 0 else None
+
+    def _write_pid(self, pid: int) -> None:
+        record = {
+            "pid": pid,
+            "port": self.config.port,
+            "url": self.config.base_url,
+            "jar": str(self.config.jar),
+            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        write_atomic(self.config.pid_file, json.dumps(record, indent=2) + "\n")
+
+    def _clear_pid(self) -> None:
+        self.config.pid_file.unlink(missing_ok=True)
+
+    def is_our_process(self, pid: int) -> bool:
+        """True when pid is alive and is this instance's server (not a reused pid)."""
+        if self._process is not None and self._process.pid == pid:
+            return self._process.poll() is None
+        if not _pid_alive(pid):
+            return False
+        args = _cmdline(pid)
+        if args is None:  # no /proc: trust the pid file
+            return True
+        return any(a.endswith(JAR_NAME) for a in args) and f"--server.port={self.config.port}" in args
+
+    def running_pid(self) -> int | None:
+        """The pid of this instance's running server; a stale pid file is removed."""
+        pid = self.read_pid()
+        if pid is None:
+            return None
+        if self.is_our_process(pid):
+            return pid
+        self._clear_pid()
+        return None
+
+    # -- status -----------------------------------------------------------------------------
+
+    def fetch_metadata(self, timeout: float = 3.0) -> dict[str, Any] | None:
+        """The CapabilityStatement at /fhir/metadata, or None when nothing (FHIR) answers."""
+        try:
+            response = requests.get(
+                self.config.base_url + "/metadata", headers={"Accept": "application/fhir+json"}, timeout=timeout
+            )
+            body = response.json() if response.ok else None
+        except (requests.RequestException, ValueError):
+            return None
+        return body if isinstance(body, dict) and body.get("resourceType") == "CapabilityStatement" else None
+
+    def status(self) -> ServerStatus:
+        cfg = self.config
+        pid = self.running_pid()
+        status = ServerStatus(running=pid is not None, url=cfg.base_url, port=cfg.port, data_dir=cfg.data_dir, pid=pid)
+        if pid is not None:
+            self._fill_from_metadata(status, self.fetch_metadata())
+        return status
+
+    @staticmethod
+    def _fill_from_metadata(status: ServerStatus, capability: dict[str, Any] | None) -> None:
+        if capability is None:
+            return
+        status.responding = True
+        status.fhir_version = capability.get("fhirVersion")
+        software = capability.get("software") or {}
+        status.software = " ".join(str(software[k]) for k in ("name", "version") if software.get(k)) or None
+
+    # -- start / stop -------------------------------------------------------------------------
+
+    def start(self, *, progress: Progress = _quiet) -> ServerStatus:
+        """Start the server in the background (building it first if needed) and wait for /metadata."""
+        cfg = self.config
+        current = self.status()
+        if current.running:
+            current.already_running = True
+            return current
+        if port_in_use(cfg.host, cfg.port):
+            raise LocalServerError(self._port_taken_message())
+        java = self._require_tool(cfg.java, "Java (a JDK or JRE 17 or newer)", "apt-get install openjdk-17-jdk-headless")
+        self.build(progress=progress)
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        command = [
+            java,
+            f"-Xmx{cfg.heap}",
+            *JVM_OPTIONS,
+            "-jar",
+            str(cfg.jar),
+            f"--server.port={cfg.port}",
+            f"--server.address={cfg.host}",
+            f"--fhirso.data={cfg.data_dir}",
+        ]
+        progress(f"starting the HAPI FHIR server on {cfg.base_url} (heap {cfg.heap}, data {cfg.data_dir})")
+        started = time.monotonic()
+        with cfg.log_file.open("wb") as log:
+            # Its own session: the server outlives this process and ignores the terminal's Ctrl-C.
+            self._process = subprocess.Popen(
+                command, cwd=cfg.data_dir, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
+        self._write_pid(self._process.pid)
+        status = self._wait_until_ready(self._process, started, progress)
+        status.seconds = time.monotonic() - started
+        return status
+
+    def _wait_until_ready(self, process: subprocess.Popen[bytes], started: float, progress: Progress) -> ServerStatus:
+        cfg = self.config
+        deadline = started + cfg.start_timeout
+        next_note = started + 30.0
+        while True:
+            if process.poll() is not None:
+                self._clear_pid()
+                raise LocalServerError(
+                    f"the server exited during start-up (exit {process.returncode}); the end of {cfg.log_file}:\n{_tail(cfg.log_file)}"
+                )
+            capability = self.fetch_metadata(timeout=2.0)
+            if capability is not None:
+                status = ServerStatus(running=True, url=cfg.base_url, port=cfg.port, data_dir=cfg.data_dir, pid=process.pid)
+                self._fill_from_metadata(status, capability)
+                return status
+            now = time.monotonic()
+            if now >= deadline:
+                self._end(process.pid)
+                self._clear_pid()
+                raise LocalServerError(
+                    f"the server did not answer {cfg.base_url}/metadata within {cfg.start_timeout:.0f} s and was stopped; "
+                    f"the end of {cfg.log_file}:\n{_tail(cfg.log_file)}"
+                )
+            if now >= next_note:
+                progress(f"  still starting ({now - started:.0f} s; HAPI takes about a minute on 2 cores)")
+                next_note += 30.0
+            time.sleep(1.0)
+
+    def stop(self) -> int | None:
+        """Stop this instance's server and wait until it has exited; returns its pid, None if it was not running."""
+        pid = self.running_pid()
+        if pid is None:
+            return None
+        self._end(pid)
+        self._clear_pid()
+        return pid
+
+    def _end(self, pid: int) -> None:
+        """SIGTERM (Spring closes H2 cleanly), then SIGKILL if it has not exited in time."""
+        for sig, wait in ((signal.SIGTERM, self.config.stop_timeout), (signal.SIGKILL, 10.0)):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                break
+            if self._wait_exit(pid, wait):
+                break
+        else:
+            raise LocalServerError(f"the server (pid {pid}) did not exit after SIGKILL")
+
+    def _wait_exit(self, pid: int, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self._process is not None and self._process.pid == pid:
+                if self._process.poll() is not None:
+                    return True
+            elif not _pid_alive(pid):
+                return True
+            time.sleep(0.2)
+        return False
+
+    def reset(self) -> tuple[int | None, list[Path]]:
+        """Stop the server if it runs and delete its database and log; returns (stopped pid, removed paths)."""
+        pid = self.stop()
+        removed = []
+        for path in (self.config.database_dir, self.config.log_file):
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+            else:
+                continue
+            removed.append(path)
+        return pid, removed
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _port_taken_message(self) -> str:
+        cfg = self.config
+        message = f"port {cfg.port} on {cfg.host} is already in use by another program (not the fhir-so server of {cfg.data_dir})"
+        capability = self.fetch_metadata(timeout=2.0)
+        if capability is not None:
+            message += f"; a FHIR server answers at {cfg.base_url}: use it with --server {cfg.base_url}, or"
+        else:
+            message += ";"
+        return message + " choose another port with --port N"
+
+    @staticmethod
+    def _require_tool(name: str, what: str, hint: str) -> str:
+        path = shutil.which(name)
+        if path is None:
+            raise ToolMissingError(f"{what} is needed for the local FHIR server but '{name}' is not on PATH (e.g. {hint})")
+        return path
