@@ -14,13 +14,13 @@ from typing import Any, Callable
 import click
 
 from fhir_so.auth import Auth, auth_from_env
+from fhir_so.bundle import parse_bundle
 from fhir_so.case import case_from_dict
 from fhir_so.cli.common import emit_json, info, json_option, server_option, translate_errors, write_or_echo
 from fhir_so.client import FhirClient
 from fhir_so.errors import InputError
 from fhir_so.jsonio import dumps, load_json_object, write_atomic
 from fhir_so.workflow import pull_bundle, pull_patient_bundles, push, transfer
-from fhir_so.bundle import parse_bundle
 
 _PREFIXES = ("FHIR_SO_FROM_", "FHIR_SO_TO_")
 _AUTH_NAMES = (
@@ -226,4 +226,52 @@ def transfer_command(
         info(f"FLAG: case {result.case_id} is a stat request: an emergency must not wait for the opinion")
 
 
-COMMANDS: list[click.Command] = [push_command, pull_command, transfer_command]
+def _local_server(port: int) -> str:
+    """Start the local HAPI server on ``port`` unless it runs already; its base URL."""
+    from fhir_so.server import LocalServer, ServerConfig
+
+    status = LocalServer(ServerConfig.resolve(os.environ, port=port)).start(progress=info)
+    if status.already_running:
+        info(f"using the local server already running on {status.url}")
+    else:
+        info(f"started the local server on {status.url} in {status.seconds or 0:.0f} s")
+    return status.url
+
+
+@click.command("demo")
+@click.option("--server", envvar="FHIR_SO_SERVER", show_envvar=True, metavar="URL", help="The first physician's server (default: a local server on port 8090, started if needed).")
+@click.option("--second-server", envvar="FHIR_SO_SECOND_SERVER", show_envvar=True, metavar="URL", help="The second-opinion server (default: a local server on port 8091, started if needed).")
+@click.option("--examples", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None, help="Folder with the urology example cases (default: this checkout's examples/).")
+@timeout_option
+@translate_errors
+def demo_command(server: str | None, second_server: str | None, examples: Path | None, timeout: float) -> None:
+    """Tell the whole story: request, consent, records out, report back, third opinion.
+
+    \b
+    On two FHIR servers: the first physician's and the second-opinion service's. Without
+    --server / --second-server, two local HAPI servers are started (ports 8090 and 8091;
+    the first start builds and boots them, which takes a few minutes) and left running for
+    the next run (`fhir-so server stop --port N` ends them). Each step prints what was
+    checked: consent verdicts, server ids, counts. Re-running it creates nothing new.
+    """
+    import tempfile
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fhir_so.workflow.demo import run_demo
+
+    folder = examples or Path(__file__).resolve().parents[2] / "examples"
+    if not (folder / "urology-second-opinion.case.json").is_file():
+        raise InputError("the urology example cases are not here; give --examples DIR", source=str(folder))
+    ports = [p for p, url in ((8090, server), (8091, second_server)) if not url]
+    if ports:
+        # Both servers boot at once: HAPI's start-up is mostly waiting on one core each.
+        with ThreadPoolExecutor(max_workers=len(ports)) as pool:
+            started = dict(zip(ports, pool.map(_local_server, ports)))
+        server = server or started.get(8090)
+        second_server = second_server or started.get(8091)
+    with tempfile.TemporaryDirectory(prefix="fhir-so-demo-") as state_dir, \
+            _client(server, timeout) as clinic, _client(second_server, timeout, what="--second-server") as expert:
+        run_demo(clinic, expert, examples=folder, state_dir=Path(state_dir), say=click.echo)
+
+
+COMMANDS: list[click.Command] = [push_command, pull_command, transfer_command, demo_command]

@@ -43,6 +43,8 @@ class TransferState:
             return cls(None, key)
         p = Path(path)
         if not p.exists():
+            if not p.absolute().parent.is_dir():
+                raise InputError("the folder of the state file does not exist", source=str(p))
             return cls(p, key)
         data = load_json(p)
         if not isinstance(data, dict) or data.get("format") != STATE_FORMAT:

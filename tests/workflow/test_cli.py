@@ -158,3 +158,14 @@ def test_transfer_needs_both_servers(runner: CliRunner) -> None:
 def test_transfer_help_documents_report_back(runner: CliRunner) -> None:
     code, out, _ = run(runner, "transfer", "--help")
     assert code == 0 and "--report-back" in out and "--dry-run" in out and "--state" in out
+
+
+def test_demo_on_given_servers(runner: CliRunner, servers: tuple[FakeFhir, FakeFhir]) -> None:
+    code, out, _ = run(runner, "demo", "--server", BASE, "--second-server", OTHER)
+    assert code == 0
+    assert "REFUSED" in out and "third opinion" in out and out.rstrip().endswith("nothing is duplicated.")
+
+
+def test_demo_with_a_folder_missing_the_examples_exits_2(runner: CliRunner, tmp_path: Path) -> None:
+    code, _, err = run(runner, "demo", "--server", BASE, "--second-server", OTHER, "--examples", str(tmp_path))
+    assert code == 2 and "urology example" in err

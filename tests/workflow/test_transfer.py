@@ -304,3 +304,9 @@ def test_a_server_down_for_good_fails_with_exit_3_and_resumes(first_case: Case, 
     del w.expert.handle
     transfer(w.src, w.dst, w.request_id, state=state, clock=clock)
     assert counts(w.expert) == expected
+
+
+def test_a_state_file_in_a_missing_folder_fails_before_anything_moves(world: World, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="folder of the state file"):
+        transfer(world.src, world.dst, world.request_id, state=tmp_path / "nope" / "s.json", clock=clock)
+    assert world.expert.requests == [] and world.clinic.requests == []
