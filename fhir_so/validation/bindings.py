@@ -183,7 +183,8 @@ class Terminology:
                 if verdict is None:
                     forms = [_FORMS.get(s) for s in exp.open_systems]
                     if forms and all(forms) and not any(f.fullmatch(value) for f in forms if f is not None):
-                        verdict = False
+                        yield Issue("warning", CODE_INVALID, loc, f"{value!r} does not have the form of a code of {', '.join(sorted(exp.open_systems))} (not expandable offline, so only its form was checked)", "code-form")
+                        return
                 if verdict is False:
                     yield Issue(severity, CODE_INVALID, loc, f"the code {value!r} is not in the value set {vs_url} ({strength} binding)", "binding")
             return
@@ -227,7 +228,8 @@ class Terminology:
         form = _FORMS.get(system)
         if form is not None:
             if form.fullmatch(code) is None:
-                yield Issue("error", CODE_INVALID, loc + ".code", f"{code!r} is not a valid code of {system}", "code-form")
+                # the code system is not available offline: a wrong form is advice, as HAPI gives none
+                yield Issue("warning", CODE_INVALID, loc + ".code", f"{code!r} does not have the form of a code of {system}", "code-form")
             return
         codes = self.system_codes(system)
         if codes is not None and code not in codes:

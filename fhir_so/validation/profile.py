@@ -165,6 +165,8 @@ class ElementWalker:
                 if not isinstance(c, dict):
                     continue
                 at = f"{loc}.contained[{i}]"
+                if not isinstance(c.get("id"), str):
+                    ctx.sink.append(Issue("error", REQUIRED, at, "a contained resource needs an id, for the containing resource to refer to it", "contained-id"))
                 if "dom-2" in native and c.get("contained"):
                     ctx.sink.append(Issue("error", INVARIANT, at, "dom-2: a contained resource SHALL NOT contain nested resources", "dom-2"))
                 meta = as_dict(c.get("meta"), {})
@@ -222,11 +224,14 @@ class ElementWalker:
                 continue
             child, ccode = entry
             if child.name.endswith("[x]"):
+                # FHIRPath names a choice by its stem (Observation.value), as HAPI reports it
+                at = f"{loc}.{child.name[:-3]}"
                 other = choice_seen.get(id(child))
                 if other is not None:
-                    sink.append(Issue("error", STRUCTURE, f"{loc}.{key}", f"only one of {child.name} is allowed, found both {other} and {key}", "cardinality"))
+                    sink.append(Issue("error", STRUCTURE, at, f"only one of {child.name} is allowed, found both {other} and {key}", "cardinality"))
                 choice_seen[id(child)] = key
-            at = f"{loc}.{key}"
+            else:
+                at = f"{loc}.{key}"
             if child.max == 0:
                 sink.append(Issue("error", STRUCTURE, at, f"{child.path} is not allowed here (max cardinality 0)", "cardinality"))
                 continue
@@ -382,10 +387,12 @@ class ElementWalker:
     def _reference(self, node: Node, x: dict[str, Any], loc: str, ctx: _Ctx) -> None:
         ref = x.get("reference")
         target: str | None = None
+        resolved = False
         if isinstance(ref, str):
             if ref.startswith("#"):
                 if ref != "#":
                     target = ctx.contained.get(ref[1:])
+                    resolved = True
                     if target is None:
                         ctx.sink.append(Issue("error", INVARIANT, loc, f"ref-1: {ref!r} does not match the id of a contained resource", "ref-1"))
                         return
@@ -395,6 +402,7 @@ class ElementWalker:
                 res = ctx.bundle.resolve(ref)
                 if res is not None:
                     target = str(res.get("resourceType"))
+                    resolved = True
                 elif ref.startswith("urn:"):
                     ctx.sink.append(Issue("error", NOT_FOUND, f"{loc}.reference", f"{ref} is not the fullUrl of any entry in this Bundle", "reference-resolve"))
                     return
@@ -408,9 +416,12 @@ class ElementWalker:
         if target is None and isinstance(declared, str):
             target = declared
         if target is not None and node.target_types is not None and target not in node.target_types:
-            ctx.sink.append(
-                Issue("error", STRUCTURE, loc, f"invalid resource target type: found {target}, but expected one of ({', '.join(node.target_types)})", "reference-target")
-            )
+            allowed = ", ".join(node.target_types)
+            if resolved:
+                ctx.sink.append(Issue("error", STRUCTURE, loc, f"invalid resource target type: found {target}, but expected one of ({allowed})", "reference-target"))
+            else:
+                # only the URL says so; HAPI too judges the type of a target it cannot resolve as advice
+                ctx.sink.append(Issue("warning", STRUCTURE, loc, f"the reference points to a {target}, but this element expects one of ({allowed})", "reference-target"))
 
     def probe_context(self, sink: list[Issue], ctx: _Ctx) -> _Ctx:
         """A fresh walk state sharing ``ctx``'s resource, for trying an item against a slice's profile."""

@@ -36,18 +36,19 @@ class Case:
     breaks: str | None
 
 
-def _examples() -> list[Res]:
-    """Every resource of the example bundles (each once), then the bundles themselves."""
+def _examples() -> list[tuple[str, Res]]:
+    """Every resource of the example bundles (each once, named after the first bundle holding it)."""
     seen: set[bytes] = set()
-    out: list[Res] = []
+    out: list[tuple[str, Res]] = []
     for path in sorted(EXAMPLES.glob("*.bundle.json")):
         bundle = orjson.loads(path.read_bytes())
-        for entry in bundle.get("entry", []):
+        stem = path.name.split(".")[0]
+        for i, entry in enumerate(bundle.get("entry", [])):
             res = entry["resource"]
             key = orjson.dumps(res, option=orjson.OPT_SORT_KEYS)
             if key not in seen:
                 seen.add(key)
-                out.append(res)
+                out.append((f"{stem}-{i:02d}-{res['resourceType']}", res))
     return out
 
 
@@ -266,9 +267,10 @@ BASES_PER_TYPE = 3
 
 def cases() -> Iterator[Case]:
     """The whole corpus, in a stable order."""
-    examples = _examples() + [OBSERVATION, CONDITION, ALLERGY]
-    for i, res in enumerate(examples):
-        yield Case(f"example-{i:03d}-{res['resourceType']}", res, None)
+    named = _examples() + [("core-Observation", OBSERVATION), ("core-Condition", CONDITION), ("core-AllergyIntolerance", ALLERGY)]
+    examples = [res for _, res in named]
+    for name, res in named:
+        yield Case(f"example-{name}", res, None)
     for name, bundle in _bundles():
         yield Case(f"bundle-{name}", bundle, None)
     by_type: dict[str, list[Res]] = {}

@@ -8,6 +8,7 @@ below 99% agreement. Business rules are off here: HAPI knows nothing of the proj
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import sys
 from dataclasses import dataclass, field
@@ -23,8 +24,20 @@ from fhir_so.validation.loading import load_definitions
 from fhir_so.workflow.profiles_install import install_profiles
 from fhir_so.workflow.remote_validate import RemoteValidator
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.corpus.make_corpus import cases  # noqa: E402
+
+
+def _load_corpus() -> Any:
+    """tests/corpus/make_corpus.py by path (a site-packages "tests" package may shadow ours)."""
+    path = Path(__file__).resolve().parents[2] / "tests" / "corpus" / "make_corpus.py"
+    spec = importlib.util.spec_from_file_location("fhir_so_corpus", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["fhir_so_corpus"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+cases = _load_corpus().cases
 
 pytestmark = pytest.mark.live
 
@@ -32,7 +45,14 @@ REPORT = Path(__file__).resolve().parents[1] / "corpus" / "DISAGREEMENTS.md"
 TARGET = 0.99
 
 #: known disagreements: case-name pattern -> why (a HAPI quirk we choose not to copy, or our bug)
-KNOWN: dict[str, str] = {}
+KNOWN: dict[str, str] = {
+    r"telehealth-opinion": (
+        "HAPI quirk, not copied: orderDetail holds two codings, so-mode#telehealth (in the required ValueSet) "
+        "and SNOMED CT 763184009; HAPI cannot check the SNOMED coding without a terminology server and then "
+        "reports that none of the codings is in so-mode. A required binding on a CodeableConcept needs one "
+        "coding from the ValueSet (FHIR R4 terminologies.html#required), which there is."
+    ),
+}
 
 
 def normalise(location: str) -> str:
@@ -67,8 +87,8 @@ class Outcome:
 
     @property
     def locations_agree(self) -> bool:
-        if not self.our_errors or not self.their_errors:
-            return self.verdict_agrees
+        if not self.our_errors or not self.their_errors or self.their_errors == [""]:
+            return self.verdict_agrees  # HAPI's parser errors (bad dates, numbers) carry no location
         return any(_related(a, b) for a in self.our_errors for b in self.their_errors)
 
 

@@ -53,5 +53,10 @@ def errors(issues: Iterable[Issue]) -> list[tuple[str, str]]:
     return [(i.rule, i.expression) for i in issues if i.is_error]
 
 
+def warnings(issues: Iterable[Issue]) -> list[tuple[str, str]]:
+    """(rule, location) of every warning."""
+    return [(i.rule, i.expression) for i in issues if i.severity == "warning"]
+
+
 def rules(issues: Iterable[Issue], severity: str | None = None) -> set[str]:
     return {i.rule for i in issues if severity is None or i.severity == severity}

@@ -7,7 +7,7 @@ from typing import Any
 from fhir_so.validation import Validator
 from fhir_so.validation.bindings import Terminology
 
-from .conftest import errors, rules
+from .conftest import errors, rules, warnings
 
 OBS: dict[str, Any] = {"resourceType": "Observation", "status": "final", "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]}}
 
@@ -54,9 +54,16 @@ def test_snomed_and_loinc_are_checked_for_form_only_and_say_so(validator: Valida
     assert any(i.rule == "binding-offline" and i.severity == "information" and "offline" in i.message for i in issues)
     assert not errors(issues)
     bad = {**OBS, "code": {"coding": [{"system": "http://loinc.org", "code": "not-a-loinc"}]}}
-    assert ("code-form", "Observation.code.coding[0].code") in errors(validator.iter_issues(bad))
+    assert ("code-form", "Observation.code.coding[0].code") in warnings(validator.iter_issues(bad))
     snomed = {**OBS, "bodySite": {"coding": [{"system": "http://snomed.info/sct", "code": "abc"}]}}
-    assert ("code-form", "Observation.bodySite.coding[0].code") in errors(validator.iter_issues(snomed))
+    assert ("code-form", "Observation.bodySite.coding[0].code") in warnings(validator.iter_issues(snomed))
+
+
+def test_mime_type_form_in_a_required_binding_is_a_warning(validator: Validator) -> None:
+    doc = {"resourceType": "DocumentReference", "status": "current", "content": [{"attachment": {"contentType": "not a mime type", "url": "http://x/y"}}]}
+    assert ("code-form", "DocumentReference.content[0].attachment.contentType") in warnings(validator.iter_issues(doc))
+    doc["content"][0]["attachment"]["contentType"] = "application/pdf"
+    assert "code-form" not in rules(validator.iter_issues(doc))
 
 
 def test_unknown_code_in_a_local_code_system(validator: Validator) -> None:

@@ -31,6 +31,11 @@ def test_dom_2_and_dom_3_contained(validator: Validator) -> None:
     assert ("dom-2", "Patient.contained[0]") in errors(validator.iter_issues(nested))
 
 
+def test_contained_resource_needs_an_id(validator: Validator) -> None:
+    orphan = {**PATIENT, "contained": [{"resourceType": "Organization", "name": "Clinic"}]}
+    assert ("contained-id", "Patient.contained[0]") in errors(validator.iter_issues(orphan))
+
+
 def test_dom_4_and_dom_5(validator: Validator) -> None:
     org = {"resourceType": "Organization", "id": "o1", "name": "Clinic", "meta": {"versionId": "1", "security": [{"code": "R"}]}}
     found = rules(validator.iter_issues({**PATIENT, "contained": [org], "managingOrganization": {"reference": "#o1"}}), "error")
