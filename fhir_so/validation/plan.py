@@ -82,6 +82,10 @@ class Node:
     limited: list["Node"] = field(default_factory=list)
     #: the keys whose presence means the element is there (``_name`` too: a primitive with only extensions)
     present: tuple[str, ...] = ()
+    #: precomputed flags for the walker's fast paths
+    is_choice: bool = False
+    sliced: bool = False
+    has_value_checks: bool = False
 
     def keys(self) -> list[str]:
         """The JSON keys this element may appear under (one per type for a choice element)."""
@@ -256,6 +260,12 @@ def compile_plan(sd: dict[str, Any], elements: list[dict[str, Any]]) -> Plan:
     # a choice key maps to its type with the type code's own spelling ("valueString" -> "string")
     for node in by_id.values():
         node.present = tuple(node.keys()) + tuple("_" + k for k in node.keys())
+        node.is_choice = node.name.endswith("[x]")
+        node.sliced = node.slicing is not None and bool(node.slicing.slices)
+        node.has_value_checks = (
+            node.fixed is not MISSING or node.pattern is not MISSING or node.binding is not None
+            or node.max_length is not None or bool(node.constraints) or "xhtml" in node.types
+        )
         if node.children:
             for key, (child, code) in list(node.children.items()):
                 if child.name.endswith("[x]"):

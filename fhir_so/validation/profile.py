@@ -223,7 +223,7 @@ class ElementWalker:
                 sink.append(Issue("error", STRUCTURE, f"{loc}.{key}", f"unrecognised element {key!r}: it is not part of {node.path if node.types else code}", "unknown-element"))
                 continue
             child, ccode = entry
-            if child.name.endswith("[x]"):
+            if child.is_choice:
                 # FHIRPath names a choice by its stem (Observation.value), as HAPI reports it
                 at = f"{loc}.{child.name[:-3]}"
                 other = choice_seen.get(id(child))
@@ -242,7 +242,7 @@ class ElementWalker:
                 if not item:
                     sink.append(Issue("error", STRUCTURE, at, f"{key} is an empty array: omit it instead", "structure"))
                     continue
-                if child.slicing is not None and child.slicing.slices:
+                if child.sliced:
                     new = self.slices.walk(child, ccode, item, at, ctx, value.get("_" + key))
                 else:
                     new = None
@@ -263,7 +263,7 @@ class ElementWalker:
                 if isinstance(item, list):
                     sink.append(Issue("error", STRUCTURE, at, f"{key} must not be an array (max cardinality 1)", "structure"))
                     continue
-                if child.slicing is not None and child.slicing.slices:
+                if child.sliced:
                     r = self.slices.walk(child, ccode, [item], at, ctx, None)
                     r = item if r is None else r[0]
                 else:
@@ -302,6 +302,8 @@ class ElementWalker:
             msg = checker(x)
             if msg is not None:
                 sink.append(Issue("error", VALUE if isinstance(x, (str, int, float)) and not isinstance(x, bool) else STRUCTURE, loc, msg, "type"))
+                return x
+            if not node.has_value_checks:
                 return x
             if node.fixed is not MISSING and x != node.fixed:
                 sink.append(Issue("error", VALUE, loc, f"value is {x!r}, but the profile fixes it to {node.fixed!r}", "fixed"))

@@ -175,14 +175,24 @@ class SliceMatcher:
 
 def matches_pattern(value: Any, pattern: Any) -> bool:
     """FHIR pattern semantics: every part of the pattern appears in the value (lists: each pattern item in some value item)."""
-    if isinstance(pattern, dict):
-        if not isinstance(value, dict):
+    if type(pattern) is dict:
+        if type(value) is not dict:
             return False
-        return all(k in value and matches_pattern(value[k], v) for k, v in pattern.items())
-    if isinstance(pattern, list):
-        if not isinstance(value, list):
+        for k, p in pattern.items():
+            v = value.get(k, _UNRESOLVED)
+            if v is _UNRESOLVED or not matches_pattern(v, p):
+                return False
+        return True
+    if type(pattern) is list:
+        if type(value) is not list:
             return False
-        return all(any(matches_pattern(v, p) for v in value) for p in pattern)
+        for p in pattern:
+            for v in value:
+                if matches_pattern(v, p):
+                    break
+            else:
+                return False
+        return True
     return bool(value == pattern)
 
 
