@@ -74,6 +74,7 @@ class FakeFhir(BaseAdapter):
         self.store: dict[str, dict[str, Resource]] = {}
         self.next_id = 1
         self.requests: list[tuple[str, str]] = []
+        self.authorizations: list[str | None] = []
 
     # -- transport -------------------------------------------------------------------
 
@@ -285,6 +286,7 @@ def serve_with_responses(mock: Any, *servers: FakeFhir) -> None:
         def callback(request: requests.PreparedRequest, server: FakeFhir = server) -> tuple[int, dict[str, str], str]:
             body = request.body.decode("utf-8") if isinstance(request.body, bytes) else request.body
             server.requests.append((str(request.method), str(request.url)))
+            server.authorizations.append(request.headers.get("Authorization"))
             status, payload, headers = server.handle(str(request.method), str(request.url), json.loads(body) if body else None, request.headers)
             return status, {"Content-Type": "application/fhir+json", **headers}, json.dumps(payload) if payload is not None else ""
 

@@ -169,3 +169,28 @@ def test_demo_on_given_servers(runner: CliRunner, servers: tuple[FakeFhir, FakeF
 def test_demo_with_a_folder_missing_the_examples_exits_2(runner: CliRunner, tmp_path: Path) -> None:
     code, _, err = run(runner, "demo", "--server", BASE, "--second-server", OTHER, "--examples", str(tmp_path))
     assert code == 2 and "urology example" in err
+
+
+def test_each_side_of_a_transfer_gets_only_its_own_credentials(
+    runner: CliRunner, servers: tuple[FakeFhir, FakeFhir], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clinic, expert = servers
+    run(runner, "push", str(UROLOGY), "--server", BASE)
+    monkeypatch.setenv("FHIR_SO_FROM_TOKEN", "clinic-secret")
+    monkeypatch.setenv("FHIR_SO_TO_TOKEN", "expert-secret")
+    clinic.authorizations.clear()
+    code, out, err = run(runner, "transfer", "--from", BASE, "--to", OTHER, "--request", "5")
+    assert code == 0
+    assert set(clinic.authorizations) == {"Bearer clinic-secret"}
+    assert set(expert.authorizations) == {"Bearer expert-secret"}
+    assert "secret" not in out + err
+
+
+def test_pull_patient_as_one_bundle(runner: CliRunner, servers: tuple[FakeFhir, FakeFhir]) -> None:
+    run(runner, "push", str(UROLOGY), "--server", BASE)
+    run(runner, "push", str(EXAMPLES / "urology-third-opinion.case.json"), "--server", BASE)
+    code, out, _ = run(runner, "pull", "--server", BASE, "--patient", "1", "--as", "bundle")
+    bundle = json.loads(out)
+    requests_ = [e for e in bundle["entry"] if e["resource"]["resourceType"] == "ServiceRequest"]
+    assert code == 0 and len(requests_) == 2
+    assert len({e["fullUrl"] for e in bundle["entry"]}) == len(bundle["entry"])
