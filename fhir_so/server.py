@@ -84,6 +84,7 @@ class ServerConfig:
     start_timeout: float = 300.0
     stop_timeout: float = 60.0
     java: str = "java"
+    javac: str = "javac"
     mvn: str = "mvn"
     maven_args: tuple[str, ...] = ()
 
@@ -233,7 +234,7 @@ class LocalServer:
         if not force and not self.needs_build():
             return False
         mvn = self._require_tool(cfg.mvn, "Maven (mvn)", "apt-get install maven")
-        self._require_tool("javac", "a JDK 17 or newer (javac)", "apt-get install openjdk-17-jdk-headless")
+        self._require_tool(cfg.javac, "a JDK 17 or newer (javac)", "apt-get install openjdk-17-jdk-headless")
         log = cfg.source_dir / "target" / "maven-build.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         command = [mvn, "-q", "-B", "package", "-DskipTests", *cfg.maven_args]
