@@ -43,10 +43,12 @@ def validate_command(paths: tuple[str, ...], profiles: tuple[str, ...], packages
         client = FhirClient(server, auth=auth_from_env(os.environ))
         results = RemoteValidator(client, profiles).validate_paths(paths)
     else:
-        from fhir_so.validation import Validator
+        from fhir_so.validation import Validator, ValidatorOptions
         from fhir_so.validation.loading import load_definitions
 
-        validator = Validator(load_definitions(PackageCache(), packages), profiles)
+        cache = PackageCache()
+        options = ValidatorOptions(json_schema=cache.r4_json_schema_path())
+        validator = Validator(load_definitions(cache, packages), profiles, options)
         validator.check_profiles()
         results = validator.validate_paths(paths)
     if output:

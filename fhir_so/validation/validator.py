@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 from fhir_so.errors import ProfileError
@@ -22,6 +23,7 @@ from fhir_so.validation.plan import PlanRegistry
 from fhir_so.validation.profile import ElementWalker
 from fhir_so.validation.rules import BusinessRules
 from fhir_so.validation.snapshot import DefinitionSource
+from fhir_so.validation.structure import SchemaLayer
 from fhir_so.validation.sources import Input, iter_inputs
 
 
@@ -32,6 +34,8 @@ class ValidatorOptions:
     business_rules: bool = True
     check_codes: bool = True
     now: datetime | None = None
+    #: the pruned R4 JSON schema (``PackageCache.r4_json_schema_path()``); None skips that layer
+    json_schema: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +66,7 @@ class Validator:
         self.invariants = InvariantEngine()
         self.walker = ElementWalker(self.plans, self.terminology, self.invariants, check_codes=self.options.check_codes)
         self.rules = BusinessRules(self.options.now)
+        self.schema = SchemaLayer(self.options.json_schema) if self.options.json_schema is not None else None
 
     def check_profiles(self) -> None:
         """Compile the forced profiles now, so a broken or unknown one fails before any input is read."""
@@ -73,6 +78,8 @@ class Validator:
         """Every finding for one resource (parsed JSON), structural ones first."""
         sink: list[Issue] = []
         self.walker.resource(resource, location, sink, profiles=self.profiles)
+        if self.schema is not None and isinstance(resource, dict) and not any(i.is_error for i in sink):
+            sink.extend(self.schema.issues(resource, location))
         yield from sink
         if self.options.business_rules and isinstance(resource, dict) and resource.get("resourceType") == "Bundle":
             yield from self.rules.check(resource, location or "Bundle")

@@ -265,14 +265,80 @@ TYPED: dict[str, list[tuple[str, str, Mutation, str | None]]] = {
 BASES_PER_TYPE = 3
 
 
+def _entry(bundle: Res, rt: str) -> Res:
+    return next(e for e in bundle["entry"] if e["resource"]["resourceType"] == rt)
+
+
+def _bundle_mutations() -> list[tuple[str, Callable[[Res], Any], str | None]]:
+    """Mutations of a whole case Bundle: references resolved inside it, entry rules, bdl-* invariants."""
+    def subject_to_practitioner(b: Res) -> None:
+        _entry(b, "ServiceRequest")["resource"]["subject"] = {"reference": _entry(b, "Practitioner")["fullUrl"]}
+
+    def dangling_urn(b: Res) -> None:
+        _entry(b, "ServiceRequest")["resource"]["subject"] = {"reference": "urn:uuid:00000000-0000-4000-8000-000000000000"}
+
+    def drop_request(b: Res) -> None:
+        del b["entry"][0]["request"]
+
+    def history_fullurl(b: Res) -> None:
+        b["entry"][0]["fullUrl"] = "http://example.org/fhir/Patient/1/_history/1"
+
+    def duplicate_fullurl(b: Res) -> None:
+        b["entry"][1]["fullUrl"] = b["entry"][0]["fullUrl"]
+
+    def empty_entry(b: Res) -> None:
+        b["entry"].append({})
+
+    def total_on_transaction(b: Res) -> None:
+        b["total"] = 3
+
+    def request_method_bogus(b: Res) -> None:
+        b["entry"][0]["request"]["method"] = "FETCH"
+
+    def entry_resource_invalid(b: Res) -> None:
+        _entry(b, "Patient")["resource"]["birthDate"] = "1970-02-30"
+
+    def consent_patient_to_org(b: Res) -> None:
+        _entry(b, "Consent")["resource"]["patient"] = {"reference": _entry(b, "Organization")["fullUrl"]}
+
+    def as_collection(b: Res) -> None:
+        b["type"] = "collection"
+        for e in b["entry"]:
+            e.pop("request", None)
+
+    def type_bogus(b: Res) -> None:
+        b["type"] = "pile"
+
+    return [
+        ("subject-resolves-to-practitioner", subject_to_practitioner, "reference"),
+        ("dangling-urn-uuid", dangling_urn, "reference"),
+        ("entry-without-request", drop_request, "bdl-3"),
+        ("fullUrl-with-history", history_fullurl, "bdl-8"),
+        ("duplicate-fullUrl", duplicate_fullurl, "bdl-7"),
+        ("empty-entry", empty_entry, "ele-1"),
+        ("total-on-transaction", total_on_transaction, "bdl-1"),
+        ("request-method-bogus", request_method_bogus, "binding"),
+        ("entry-resource-invalid", entry_resource_invalid, "format"),
+        ("consent-patient-resolves-to-organization", consent_patient_to_org, "reference"),
+        ("as-collection-ok", as_collection, None),
+        ("type-bogus", type_bogus, "binding"),
+    ]
+
+
 def cases() -> Iterator[Case]:
     """The whole corpus, in a stable order."""
     named = _examples() + [("core-Observation", OBSERVATION), ("core-Condition", CONDITION), ("core-AllergyIntolerance", ALLERGY)]
     examples = [res for _, res in named]
     for name, res in named:
         yield Case(f"example-{name}", res, None)
-    for name, bundle in _bundles():
+    bundles = _bundles()
+    for name, bundle in bundles:
         yield Case(f"bundle-{name}", bundle, None)
+    for name, bundle in bundles[:2]:
+        for mname, mutate, breaks in _bundle_mutations():
+            res = copy.deepcopy(bundle)
+            mutate(res)
+            yield Case(f"bundle-{name}-{mname}", res, breaks)
     by_type: dict[str, list[Res]] = {}
     for res in examples:
         by_type.setdefault(res["resourceType"], []).append(res)

@@ -100,3 +100,23 @@ def test_known_extension_is_checked_against_its_definition(validator: Validator)
 def test_ext_1_value_and_extensions_together(validator: Validator) -> None:
     ext = [{"url": "http://example.org/ext", "valueString": "x", "extension": [{"url": "a", "valueString": "y"}]}]
     assert ("ext-1", "Patient.extension[0]") in errors(validator.iter_issues({**PATIENT, "extension": ext}))
+
+
+def test_json_schema_layer_reports_where(definitions: Any) -> None:
+    from fhir_so.packages import PackageCache
+    from fhir_so.validation.structure import SchemaLayer
+
+    layer = SchemaLayer(PackageCache().r4_json_schema_path())
+    assert layer.issues(dict(PATIENT), "Patient") == []
+    found = layer.issues({**PATIENT, "name": {"family": 1}}, "Patient")
+    assert [(i.rule, i.expression) for i in found] == [("json-schema", "Patient.name")]
+
+
+def test_json_schema_layer_runs_only_when_the_walker_passes(definitions: Any) -> None:
+    from fhir_so.packages import PackageCache
+    from fhir_so.validation import ValidatorOptions
+
+    v = Validator(definitions, options=ValidatorOptions(json_schema=PackageCache().r4_json_schema_path()))
+    assert v.is_valid(PATIENT)
+    bad = list(v.iter_issues({**PATIENT, "name": {"family": "Doe"}}))
+    assert "json-schema" not in rules(bad) and ("structure", "Patient.name") in errors(bad)
