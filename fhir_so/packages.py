@@ -434,7 +434,9 @@ class Definitions:
         return [
             e.url
             for _, e in self.entries_of_type("StructureDefinition")
-            if e.type == type_name and e.derivation == "constraint" and e.url
+            # a package's own .index.json may lack derivation: then any non-base definition of the type
+            if e.type == type_name and e.url
+            and (e.derivation == "constraint" or (e.derivation is None and e.url != FHIR_BASE_SD + type_name))
         ]
 
 
@@ -535,7 +537,7 @@ class PackageCache:
 
     # --- writing the cache -------------------------------------------------------------------
 
-    def _replace_package(self, name: str, version: str, build: Callable[[Path], None]) -> Path:
+    def replace_package(self, name: str, version: str, build: Callable[[Path], None]) -> Path:
         """Build a package into a temporary folder, then swap it into place (never a half-written package)."""
         self.root.mkdir(parents=True, exist_ok=True)
         target = self.package_dir(name, version)
@@ -596,7 +598,7 @@ class PackageCache:
             write_index(folder, entries)
             (folder / SEED_STAMP).write_bytes(_dumps(stamp_doc))
 
-        return self._replace_package(CORE_NAME, CORE_VERSION, build)
+        return self.replace_package(CORE_NAME, CORE_VERSION, build)
 
     def seed_stub(self, name: str, version: str = STUB_VERSION) -> Path:
         """An empty placeholder package (for the packages SUSHI always asks for, so it stays quiet offline)."""
@@ -615,7 +617,7 @@ class PackageCache:
             (folder / "package.json").write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
             write_index(folder, [])
 
-        return self._replace_package(name, version, build)
+        return self.replace_package(name, version, build)
 
     def install(self, spec: str) -> Package:
         """Copy a package (folder or .tgz) into the cache as NAME#VERSION; return it loaded from there."""
@@ -630,7 +632,7 @@ class PackageCache:
                 (folder / entry.filename).write_bytes(source_pkg._reader(entry.filename))
             write_index(folder, source_pkg.entries)
 
-        self._replace_package(pkg.name, pkg.version, build)
+        self.replace_package(pkg.name, pkg.version, build)
         self._loaded.pop(spec, None)
         return self.load(f"{pkg.name}#{pkg.version}")
 

@@ -213,7 +213,7 @@ def install_compiled(cache: PackageCache, package_dir: Path) -> Path:
         shutil.copytree(package_dir, folder, dirs_exist_ok=True)
         write_index(folder, pkg.entries)
 
-    return cache._replace_package(pkg.name, pkg.version, build)
+    return cache.replace_package(pkg.name, pkg.version, build)
 
 
 def build_profiles(
