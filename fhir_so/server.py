@@ -87,6 +87,7 @@ class ServerConfig:
     javac: str = "javac"
     mvn: str = "mvn"
     maven_args: tuple[str, ...] = ()
+    jvm_options: tuple[str, ...] = JVM_OPTIONS
 
     @classmethod
     def resolve(
@@ -353,7 +354,7 @@ class LocalServer:
         command = [
             java,
             f"-Xmx{cfg.heap}",
-            *JVM_OPTIONS,
+            *cfg.jvm_options,
             "-jar",
             str(cfg.jar),
             f"--server.port={cfg.port}",

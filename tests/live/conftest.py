@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 LIVE_DIR = Path(__file__).resolve().parent
 SOURCE_PORT = int(os.environ.get("FHIR_SO_LIVE_PORT", "8090"))
@@ -36,6 +37,10 @@ def run_fhir_so(*args: str, timeout: float = 600) -> subprocess.CompletedProcess
     return subprocess.run([*fhir_so_command(), *args], capture_output=True, text=True, timeout=timeout, check=False)
 
 
+def base_url(port: int) -> str:
+    return f"http://127.0.0.1:{port}/fhir"
+
+
 def start_servers(*ports: int, extra: tuple[str, ...] = ()) -> dict[int, dict[str, Any]]:
     """``fhir-so server start --port P --json`` for every port at once; the JSON status of each."""
     procs = {
@@ -50,10 +55,24 @@ def start_servers(*ports: int, extra: tuple[str, ...] = ()) -> dict[int, dict[st
     statuses = {}
     for port, proc in procs.items():
         out, err = proc.communicate(timeout=900)
-        if proc.returncode != 0:
+        if proc.returncode == 0:
+            statuses[port] = json.loads(out)
+        elif answers_fhir_r4(base_url(port)):
+            # The port is taken by a FHIR R4 server this checkout did not start (another
+            # checkout's instance, say): reuse it, and leave it running.
+            statuses[port] = {"alreadyRunning": True}
+        else:
             pytest.fail(f"fhir-so server start --port {port} failed (exit {proc.returncode}):\n{err}", pytrace=False)
-        statuses[port] = json.loads(out)
     return statuses
+
+
+def answers_fhir_r4(url: str) -> bool:
+    """True when a FHIR R4 server answers at url/metadata."""
+    try:
+        capability = requests.get(f"{url}/metadata", headers={"Accept": "application/fhir+json"}, timeout=10).json()
+    except (requests.RequestException, ValueError):
+        return False
+    return isinstance(capability, dict) and capability.get("fhirVersion") == "4.0.1"
 
 
 class LiveServers:
@@ -89,10 +108,6 @@ def live_servers(request: pytest.FixtureRequest) -> Iterator[LiveServers]:
     yield servers
     if os.environ.get("FHIR_SO_KEEP_SERVERS") != "1":
         servers.stop_started()
-
-
-def base_url(port: int) -> str:
-    return f"http://127.0.0.1:{port}/fhir"
 
 
 @pytest.fixture(scope="session")

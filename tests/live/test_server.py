@@ -11,6 +11,7 @@ import copy
 import json
 import os
 import re
+import socket
 import uuid
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.live.conftest import SOURCE_PORT, run_fhir_so
+from tests.live.conftest import run_fhir_so
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).resolve().parent / "data"
@@ -175,8 +176,10 @@ def pid_alive(pid: int) -> bool:
 
 
 def test_stop_start_keeps_data_and_reset_clears_it(tmp_path: Path) -> None:
-    """A server of its own (next port after the pair, its own data folder): stop, start, reset."""
-    port = str(SOURCE_PORT + 2)
+    """A server of its own (a free port, its own data folder): stop, start, reset."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
     data = tmp_path / "hapi"
     instance = ("--port", port, "--data", str(data))
     url = f"http://127.0.0.1:{port}/fhir"
