@@ -310,3 +310,28 @@ def test_a_state_file_in_a_missing_folder_fails_before_anything_moves(world: Wor
     with pytest.raises(InputError, match="folder of the state file"):
         transfer(world.src, world.dst, world.request_id, state=tmp_path / "nope" / "s.json", clock=clock)
     assert world.expert.requests == [] and world.clinic.requests == []
+
+
+def test_report_back_killed_at_every_request_then_resumed(first_case: Case, urology: Case, tmp_path: Path) -> None:
+    # Killed after the server applied request n: the harder case (a kill before request n+1 is the same state).
+    after = True
+    def ready(tripwire: Tripwire | None) -> tuple[World, str]:
+        w = make_world(first_case)
+        expert_request = _second_opinion_written(w, urology)
+        w.tripwire.count = 0
+        if tripwire is not None:
+            w.tripwire.at, w.tripwire.after = tripwire.at, tripwire.after
+        return w, expert_request
+
+    w, expert_request = ready(None)
+    transfer(w.dst, w.src, expert_request, report_back=True, clock=clock)
+    total, expected = w.tripwire.count, counts(w.clinic)
+    for n in range(1, total + 1):
+        w, expert_request = ready(Tripwire(n, after=after))
+        state = tmp_path / f"report-{n}-{after}.json"
+        with pytest.raises(Killed):
+            transfer(w.dst, w.src, expert_request, report_back=True, state=state, clock=clock)
+        w.tripwire.at = None
+        transfer(w.dst, w.src, expert_request, report_back=True, state=state, clock=clock)
+        assert counts(w.clinic) == expected, f"killed at request {n}"
+        assert pull(w.src, case_id=urology.case_id).opinion == urology.opinion
