@@ -44,6 +44,7 @@ import shutil
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -482,10 +483,21 @@ def _business(rule: str, expression: str, expect: str, description: str, bundle:
     return Mutation("business", rule, expression, expect, description, bundle, hapi=False)
 
 
+def _permits_now(entry: dict[str, Any] | None) -> bool:
+    if entry is None:
+        return False
+    consent = entry["resource"]
+    end = (consent.get("provision") or {}).get("period", {}).get("end")
+    now = datetime.now(timezone.utc).isoformat()
+    return consent.get("status") == "active" and consent["provision"].get("type") == "permit" and (end is None or end > now)
+
+
 def business(bundle: Resource) -> Iterator[Mutation]:
     records = _consent_entry(bundle, term.SD_CONSENT_RECORDS)
     report = _consent_entry(bundle, term.SD_CONSENT_REPORT)
     requests = _entries(bundle, "ServiceRequest")
+    # a mutation expected to warn only needs a base that breaks no business rule already
+    clean = _permits_now(records) and (not _entries(bundle, "DiagnosticReport") or _permits_now(report))
     if records is not None and records["resource"]["status"] == "active":
         b = copy.deepcopy(bundle)
         b["entry"] = [e for e in b["entry"] if e["fullUrl"] != records["fullUrl"]]
@@ -509,7 +521,7 @@ def business(bundle: Resource) -> Iterator[Mutation]:
         _consent_entry(b, term.SD_CONSENT_RECORDS)["resource"]["provision"]["type"] = "deny"  # type: ignore[index]
         yield _business("records-consent-deny", "Consent.provision.type", "error", "the records consent denies disclosure", b)
         kinds = {c["coding"][0]["code"] for e in _entries(bundle, "DocumentReference") for c in [e["resource"]["type"]]}
-        if len(kinds) > 1:
+        if len(kinds) > 1 and clean:
             b = copy.deepcopy(bundle)
             keep = sorted(kinds)[0]
             _consent_entry(b, term.SD_CONSENT_RECORDS)["resource"]["provision"]["code"] = [_concept(term.LOINC, keep)]  # type: ignore[index]
@@ -522,7 +534,7 @@ def business(bundle: Resource) -> Iterator[Mutation]:
             if not e["resource"]["supportingInfo"]:
                 del e["resource"]["supportingInfo"]
         yield _business("report-consent-missing", "Bundle.entry.resource.where(resourceType='DiagnosticReport')", "error", "an opinion without a report-back consent", b)
-    if requests and requests[0]["resource"].get("priority") != "stat":
+    if clean and requests and requests[0]["resource"].get("priority") != "stat":
         b = copy.deepcopy(bundle)
         _entries(b, "ServiceRequest")[0]["resource"]["priority"] = "stat"
         yield _business("stat-flagged", "ServiceRequest.priority", "warning", "a stat request (allowed, flagged)", b)
