@@ -470,9 +470,10 @@ class PackageCache:
         available = [v for n, v in self.installed() if n == name]
         if version in available:
             return version
+        # SUSHI's empty stand-ins satisfy only a dependency that names them exactly
+        available = [v for v in available if v != STUB_VERSION]
         if version in ("latest", "current", "dev", "*", ""):
-            real = [v for v in available if v != STUB_VERSION] or available
-            return max(real, key=_version_key) if real else None
+            return max(available, key=_version_key) if available else None
         if version.endswith(".x") or version.endswith(".*"):
             prefix = version[:-1]
             matching = [v for v in available if v.startswith(prefix)]

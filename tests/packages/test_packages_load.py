@@ -151,3 +151,15 @@ def test_cli_list_and_install(cache: PackageCache, tmp_path: Path) -> None:
 def _write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
+
+
+def test_versions_resolve_exact_wildcard_and_latest_but_never_to_a_stub(cache: PackageCache, tmp_path: Path) -> None:
+    for version in ("1.2.0", "1.10.0", "2.0.0"):
+        cache.install(str(write_package(tmp_path / version, "example.v", version, [])))
+    cache.seed_stub("example.stubbed")
+    assert cache.resolve_version("example.v", "1.2.0") == "1.2.0"
+    assert cache.resolve_version("example.v", "1.x") == "1.10.0"
+    assert cache.resolve_version("example.v", "latest") == "2.0.0"
+    assert cache.resolve_version("example.v", "3.0.0") is None
+    assert cache.resolve_version("example.stubbed", "latest") is None
+    assert cache.resolve_version("example.stubbed", "0.0.0-fhir-so-stub") == "0.0.0-fhir-so-stub"
