@@ -295,6 +295,13 @@ class PlanRegistry:
         self._plans[url_or_type] = plan
         return plan
 
+    def is_resource_type(self, type_code: str) -> bool:
+        """True for a resource type name (Patient), false for data types (Period) and unknown names."""
+        if not type_code[:1].isupper():
+            return False
+        plan = self.plan(type_code)
+        return plan is not None and plan.kind == "resource"
+
     def type_root(self, type_code: str) -> Node | None:
         """The root node of a core data type or resource type (for children and type-level invariants)."""
         plan = self.plan(type_code)

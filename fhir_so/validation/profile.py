@@ -26,7 +26,7 @@ from fhir_so.validation.findings import (
     Issue,
 )
 from fhir_so.validation.native import NATIVE_EXPRESSIONS, compile_simple
-from fhir_so.validation.plan import MISSING, Node, PlanRegistry
+from fhir_so.validation.plan import MISSING, Constraint, Node, PlanRegistry
 from fhir_so.validation.primitives import CHECKERS, as_dict, json_type
 from fhir_so.validation.slicing import SliceMatcher, matches_pattern
 
@@ -93,6 +93,7 @@ class ElementWalker:
         self._reported_skips: set[str] = set()
         #: expression -> native predicate (None: evaluate with fhirpathpy)
         self._native: dict[str, Callable[[Any], bool] | None] = {}
+        self._merged: dict[tuple[int, str], tuple[Constraint, ...]] = {}
 
     # -- resources ---------------------------------------------------------------------------------
     def resource(
@@ -246,10 +247,17 @@ class ElementWalker:
                     new = self.slices.walk(child, ccode, item, at, ctx, value.get("_" + key))
                 else:
                     new = None
-                    prim = ccode in CHECKERS
+                    checker = CHECKERS.get(ccode)
                     for i, x in enumerate(item):
-                        if x is None and prim and isinstance(value.get("_" + key), list):
-                            continue
+                        if checker is not None:
+                            if x is None and isinstance(value.get("_" + key), list):
+                                continue
+                            if not child.has_value_checks:
+                                # the common case inlined: a primitive with nothing but its form to check
+                                msg = checker(x)
+                                if msg is not None:
+                                    sink.append(_type_issue(x, f"{at}[{i}]", msg))
+                                continue
                         r = self.value(child, ccode, x, f"{at}[{i}]", ctx)
                         if r is not x:
                             if new is None:
@@ -266,6 +274,11 @@ class ElementWalker:
                 if child.sliced:
                     r = self.slices.walk(child, ccode, [item], at, ctx, None)
                     r = item if r is None else r[0]
+                elif not child.has_value_checks and ccode in CHECKERS:
+                    msg = CHECKERS[ccode](item)
+                    if msg is not None:
+                        sink.append(_type_issue(item, at, msg))
+                    continue
                 else:
                     r = self.value(child, ccode, item, at, ctx)
                 if r is not item:
@@ -273,26 +286,35 @@ class ElementWalker:
                         out = {k: v for k, v in value.items() if k[:1] != "_"}
                     out[key] = r
         for req in required:
-            if not any(k in value for k in req.present):
+            if value.keys().isdisjoint(req.present):
                 sink.append(Issue("error", REQUIRED, loc, f"{req.path}: minimum required = {req.min}, but only found 0", "cardinality"))
         for lim in limited:
             items = value.get(lim.name)
             if items is not None and isinstance(items, list) and len(items) > lim.max:
                 sink.append(Issue("error", STRUCTURE, f"{loc}.{lim.name}", f"{lim.path}: maximum allowed = {lim.max}, but found {len(items)}", "cardinality"))
         stripped = value if out is None else out
-        if node.constraints or (type_root is not None and type_root.constraints):
-            cons = list(node.constraints)
-            if type_root is not None:
-                cons.extend(c for c in type_root.constraints if all(c.key != k.key for k in node.constraints))
+        cons = self._constraints(node, code, is_resource)
+        if cons:
             path = node.path if (is_resource or not code or code in ("BackboneElement", "Element")) else code
             ctx.pending.append((cons, stripped, path, loc, [], None))
-        elif code not in ("BackboneElement", "Element", "Resource") and not is_resource and node.children is not None:
-            tr = self.plans.type_root(code)
-            if tr is not None and tr.constraints:
-                ctx.pending.append((list(tr.constraints), stripped, code, loc, [], None))
         if out is not None:
             ctx.stripped = True
         return stripped
+
+    def _constraints(self, node: Node, code: str, is_resource: bool) -> tuple[Constraint, ...]:
+        """The element's invariants plus its type's (per-1 on a Period...), merged once per (element, type)."""
+        key = (id(node), code)
+        try:
+            return self._merged[key]
+        except KeyError:
+            pass
+        cons = list(node.constraints)
+        if not is_resource and code not in ("BackboneElement", "Element", "Resource"):
+            tr = self.plans.type_root(code)
+            if tr is not None and tr is not node:
+                cons.extend(c for c in tr.constraints if all(c.key != k.key for k in cons))
+        merged = self._merged[key] = tuple(cons)
+        return merged
 
     def value(self, node: Node, code: str, x: Any, loc: str, ctx: _Ctx) -> Any:
         """Check one occurrence of an element (primitive, complex or resource)."""
@@ -301,7 +323,7 @@ class ElementWalker:
         if checker is not None:
             msg = checker(x)
             if msg is not None:
-                sink.append(Issue("error", VALUE if isinstance(x, (str, int, float)) and not isinstance(x, bool) else STRUCTURE, loc, msg, "type"))
+                sink.append(_type_issue(x, loc, msg))
                 return x
             if not node.has_value_checks:
                 return x
@@ -316,11 +338,14 @@ class ElementWalker:
             if code == "xhtml" and isinstance(x, str) and not _TAGS.sub("", x).strip() and "<img" not in x:
                 sink.append(Issue("error", INVARIANT, loc, "txt-2: the narrative SHALL have some non-whitespace content", "txt-2"))
             if node.constraints:
-                ctx.pending.append((list(node.constraints), x, code, loc, [], None))
+                ctx.pending.append((node.constraints, x, code, loc, [], None))
             return x
-        if code in _RESOURCE_TYPES or (node.types and node.types[0] in _RESOURCE_TYPES):
+        if code in _RESOURCE_TYPES or self.plans.is_resource_type(code):
             profiles = node.type_profiles.get(code, ())
-            self.resource(x, loc, sink, profiles=profiles, bundle=ctx.bundle if ctx.resource.get("resourceType") == "Bundle" or ctx.bundle else None, root=None if ctx.resource.get("resourceType") == "Bundle" else ctx.root)
+            allowed = None if code in _RESOURCE_TYPES else node.types
+            # a Bundle's entries are resources of their own (%resource is the entry); contained ones share the root
+            root = None if ctx.resource.get("resourceType") == "Bundle" else ctx.root
+            self.resource(x, loc, sink, profiles=profiles, bundle=ctx.bundle, root=root, allowed_types=allowed)
             return x
         r = self.complex(node, code, x, loc, ctx)
         if not isinstance(x, dict):
@@ -452,6 +477,11 @@ class ElementWalker:
                 if not ok:
                     sev = "error" if c.severity == "error" else "warning"
                     ctx.sink.append(Issue(sev, INVARIANT, loc, f"{c.key}: {c.human}", c.key))
+
+
+def _type_issue(x: Any, loc: str, msg: str) -> Issue:
+    code = VALUE if isinstance(x, (str, int, float)) and not isinstance(x, bool) else STRUCTURE
+    return Issue("error", code, loc, msg, "type")
 
 
 def _strip_ids(x: Any) -> Any:

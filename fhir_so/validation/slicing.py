@@ -115,6 +115,11 @@ class SliceMatcher:
                         return False
                 elif not values:
                     return False
+                else:
+                    for v in values:
+                        rt = v.get("resourceType") if isinstance(v, dict) else None
+                        if rt is not None and rt not in target.types and "Resource" not in target.types:
+                            return False
             elif kind == "profile":
                 profiles = [p for ps in target.type_profiles.values() for p in ps]
                 if not profiles:

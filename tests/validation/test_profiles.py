@@ -179,3 +179,59 @@ def test_project_profile_catches(project: Validator, change: Any, rule: str) -> 
     sr = _request()
     change(sr)
     assert rule in {r for r, _ in errors(project.iter_issues(sr))}
+
+
+# --- slicing by type and by profile, ordered and openAtEnd (a Bundle profile) -----------------------
+
+BUNDLE_URL = "http://example.org/StructureDefinition/patient-first-bundle"
+
+
+def _bundle_profile(rules: str, ordered: bool) -> dict[str, Any]:
+    return _sd(BUNDLE_URL, [
+        {"id": "Bundle.entry", "path": "Bundle.entry", "min": 1,
+         "slicing": {"discriminator": [{"type": "type", "path": "resource"}], "rules": rules, "ordered": ordered}},
+        {"id": "Bundle.entry:patient", "path": "Bundle.entry", "sliceName": "patient", "min": 1, "max": "1"},
+        {"id": "Bundle.entry:patient.resource", "path": "Bundle.entry.resource", "min": 1, "type": [{"code": "Patient"}]},
+        {"id": "Bundle.entry:obs", "path": "Bundle.entry", "sliceName": "obs", "min": 0, "max": "*"},
+        {"id": "Bundle.entry:obs.resource", "path": "Bundle.entry.resource", "min": 1, "type": [{"code": "Observation"}]},
+    ], base="http://hl7.org/fhir/StructureDefinition/Bundle", type_="Bundle")
+
+
+PAT = {"resource": {"resourceType": "Patient", "name": [{"family": "Doe"}]}}
+OBS = {"resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"}}}
+ORG = {"resource": {"resourceType": "Organization", "name": "x"}}
+
+
+@pytest.mark.parametrize(
+    ("rules_", "ordered", "entries", "problem"),
+    [
+        ("closed", True, [PAT, OBS, OBS], None),
+        ("closed", True, [OBS], ("slicing-cardinality", "Bundle")),
+        ("closed", True, [PAT, PAT], ("slicing-cardinality", "Bundle.entry")),
+        ("closed", True, [PAT, ORG], ("slicing", "Bundle.entry[1]")),
+        ("open", True, [PAT, ORG, OBS], None),
+        ("closed", True, [OBS, PAT], ("slicing", "Bundle.entry[1]")),
+        ("open", False, [OBS, PAT], None),
+        ("openAtEnd", False, [PAT, ORG, OBS], ("slicing", "Bundle.entry[1]")),
+        ("openAtEnd", False, [PAT, OBS, ORG], None),
+    ],
+    ids=["closed-ok", "missing-slice", "slice-max", "closed-extra", "open-extra", "out-of-order", "unordered-ok", "open-at-end-bad", "open-at-end-ok"],
+)
+def test_type_discriminator_rules_and_order(definitions: Any, rules_: str, ordered: bool, entries: list[Any], problem: tuple[str, str] | None) -> None:
+    v = Validator(Overlay(definitions, [_bundle_profile(rules_, ordered)]), profiles=[BUNDLE_URL])
+    found = [e for e in errors(v.iter_issues({"resourceType": "Bundle", "type": "collection", "entry": copy.deepcopy(entries)})) if e[0].startswith("slicing")]
+    assert (found == []) if problem is None else (problem in found), found
+
+
+def test_profile_discriminator(definitions: Any) -> None:
+    profile = _sd(BUNDLE_URL, [
+        {"id": "Bundle.entry", "path": "Bundle.entry", "slicing": {"discriminator": [{"type": "profile", "path": "resource"}], "rules": "closed"}},
+        {"id": "Bundle.entry:strict", "path": "Bundle.entry", "sliceName": "strict", "min": 1},
+        {"id": "Bundle.entry:strict.resource", "path": "Bundle.entry.resource", "type": [{"code": "Patient", "profile": [URL]}]},
+    ], base="http://hl7.org/fhir/StructureDefinition/Bundle", type_="Bundle")
+    v = Validator(Overlay(definitions, [profile, STRICT]), profiles=[BUNDLE_URL])
+    conforming = {k: val for k, val in GOOD.items() if k != "meta"}
+    assert v.is_valid({"resourceType": "Bundle", "type": "collection", "entry": [{"resource": conforming}]})
+    plain = {"resourceType": "Patient", "name": [{"family": "Doe"}]}
+    found = errors(v.iter_issues({"resourceType": "Bundle", "type": "collection", "entry": [{"resource": plain}]}))
+    assert ("slicing", "Bundle.entry[0]") in found and ("slicing-cardinality", "Bundle") in found
