@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+import orjson
+
 from fhir_so.validation.bindings import Terminology
 from fhir_so.validation.fhirpath import InvariantEngine
 from fhir_so.validation.findings import (
@@ -33,6 +35,9 @@ from fhir_so.validation.slicing import SliceMatcher, matches_pattern
 _TAGS = re.compile(r"<[^>]*>")
 _REF_TYPE = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/[A-Za-z0-9\-.]{1,64}(?:/_history/[A-Za-z0-9\-.]{1,64})?$")
 _RESOURCE_TYPES = frozenset({"Resource", "DomainResource"})
+# data types whose verdict depends on the value and the element only (values holding a reference excepted)
+_MEMO_TYPES = frozenset({"Coding", "CodeableConcept", "Identifier", "Quantity", "Period", "HumanName", "ContactPoint", "Address", "Meta", "Annotation"})
+_MEMO_LIMIT = 100_000
 
 
 @dataclass(slots=True)
@@ -94,6 +99,8 @@ class ElementWalker:
         #: expression -> native predicate (None: evaluate with fhirpathpy)
         self._native: dict[str, Callable[[Any], bool] | None] = {}
         self._merged: dict[tuple[int, str], tuple[Constraint, ...]] = {}
+        #: (element, type, JSON bytes) of small values that passed: bounded, cleared when full
+        self._clean: set[tuple[int, str, bytes]] = set()
 
     # -- resources ---------------------------------------------------------------------------------
     def resource(
@@ -340,6 +347,22 @@ class ElementWalker:
             if node.constraints:
                 ctx.pending.append((node.constraints, x, code, loc, [], None))
             return x
+        if code in _MEMO_TYPES and type(x) is dict:
+            # small coded values repeat across resources (the same codings, identifiers, periods):
+            # one that passed against this element once passes again, so it is checked once
+            raw = orjson.dumps(x)
+            if b'"reference"' in raw:  # a reference resolves against its resource or Bundle: no memo
+                return self._complex_value(node, code, x, loc, ctx)
+            key = (id(node), code, raw)
+            if key in self._clean:
+                return x
+            marks = (len(sink), len(ctx.pending))
+            r = self._complex_value(node, code, x, loc, ctx)
+            if r is x and marks == (len(sink), len(ctx.pending)):
+                if len(self._clean) >= _MEMO_LIMIT:
+                    self._clean.clear()
+                self._clean.add(key)
+            return r
         if code in _RESOURCE_TYPES or self.plans.is_resource_type(code):
             profiles = node.type_profiles.get(code, ())
             allowed = None if code in _RESOURCE_TYPES else node.types
@@ -347,6 +370,11 @@ class ElementWalker:
             root = None if ctx.resource.get("resourceType") == "Bundle" else ctx.root
             self.resource(x, loc, sink, profiles=profiles, bundle=ctx.bundle, root=root, allowed_types=allowed)
             return x
+        return self._complex_value(node, code, x, loc, ctx)
+
+    def _complex_value(self, node: Node, code: str, x: Any, loc: str, ctx: _Ctx) -> Any:
+        """A complex value: its children, then the element's fixed/pattern, binding, codes and reference."""
+        sink = ctx.sink
         r = self.complex(node, code, x, loc, ctx)
         if not isinstance(x, dict):
             return x

@@ -51,3 +51,21 @@ def test_bundle_invariants(validator: Validator) -> None:
     b = _bundle(U1)
     del b["entry"][0]["request"]
     assert "bdl-3" in {r for r, _ in errors(validator.iter_issues(b))}
+
+
+def test_memo_never_carries_a_reference_verdict_across_resources(validator: Validator) -> None:
+    contained = {"resourceType": "Organization", "id": "o1", "name": "x"}
+    ident = {"system": "urn:x", "value": "1", "assigner": {"reference": "#o1"}}
+    ok = {"resourceType": "Patient", "contained": [contained], "identifier": [ident], "managingOrganization": {"reference": "#o1"}}
+    assert validator.is_valid(ok)
+    orphan = {"resourceType": "Patient", "identifier": [ident]}
+    assert ("ref-1", "Patient.identifier[0].assigner") in errors(validator.iter_issues(orphan))
+
+
+def test_the_same_coding_is_judged_the_same_everywhere(validator: Validator) -> None:
+    good = {"resourceType": "Observation", "status": "final", "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]}}
+    for _ in range(3):
+        assert validator.is_valid(good)
+    bad = {**good, "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "nonsense"}]}]}
+    for _ in range(3):
+        assert ("code-unknown", "Observation.category[0].coding[0].code") in errors(validator.iter_issues(bad))
