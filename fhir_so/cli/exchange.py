@@ -20,7 +20,7 @@ from fhir_so.cli.common import emit_json, info, json_option, server_option, tran
 from fhir_so.client import FhirClient
 from fhir_so.errors import InputError
 from fhir_so.jsonio import dumps, load_json_object, write_atomic
-from fhir_so.workflow import pull_bundle, pull_patient_bundles, push, transfer
+from fhir_so.workflow import case_of, pull_bundle, pull_patient_bundles, push, transfer
 
 _PREFIXES = ("FHIR_SO_FROM_", "FHIR_SO_TO_")
 _AUTH_NAMES = (
@@ -129,17 +129,9 @@ def pull_command(
             if as_ == "bundle":
                 write_or_echo(dumps(bundle), output)
             else:
-                request = bundle["entry"][0]["resource"]
-                case = parse_bundle(bundle, f"{client.base_url}/ServiceRequest/{request['id']}", _case_id_of(request))
-                write_or_echo(case.to_json(), output)
+                write_or_echo(case_of(bundle, client.base_url).to_json(), output)
             return
         _pull_patient(client, patient_id, as_, output)
-
-
-def _case_id_of(request: dict[str, Any]) -> str | None:
-    from fhir_so import terminology as term
-
-    return next((i.get("value") for i in request.get("identifier") or [] if i.get("system") == term.SID_CASE), None)
 
 
 def _pull_patient(client: FhirClient, patient_id: str, as_: str, output: str | None) -> None:

@@ -14,7 +14,7 @@ Every CLI step is one call from Python::
 from __future__ import annotations
 
 from fhir_so.workflow.consent import Verdict, Withheld, check_records_consent, check_report_consent
-from fhir_so.workflow.pull import pull, pull_bundle, pull_patient, pull_patient_bundles
+from fhir_so.workflow.pull import case_of, pull, pull_bundle, pull_patient, pull_patient_bundles
 from fhir_so.workflow.push import PushedEntry, PushResult, push
 from fhir_so.workflow.transfer import Plan, TransferResult, plan_transfer, transfer
 
@@ -25,6 +25,7 @@ __all__ = [
     "TransferResult",
     "Verdict",
     "Withheld",
+    "case_of",
     "check_records_consent",
     "check_report_consent",
     "plan_transfer",

@@ -26,7 +26,7 @@ from fhir_so.case import Case
 from fhir_so.client import FhirClient, Search
 from fhir_so.errors import InputError
 
-__all__ = ["CaseCollector", "pull", "pull_bundle", "pull_patient", "pull_patient_bundles", "request_search"]
+__all__ = ["CaseCollector", "case_of", "pull", "pull_bundle", "pull_patient", "pull_patient_bundles", "request_search"]
 
 Resource = dict[str, Any]
 
@@ -174,11 +174,15 @@ def _case_id_of(request: Mapping[str, Any]) -> str | None:
     return None
 
 
+def case_of(bundle: Mapping[str, Any], base_url: str) -> Case:
+    """The case of a bundle made by :func:`pull_bundle` (its first entry is the ServiceRequest)."""
+    request = bundle["entry"][0]["resource"]
+    return parse_bundle(bundle, f"{base_url}/ServiceRequest/{request['id']}", _case_id_of(request))
+
+
 def pull(client: FhirClient, *, request_id: str | None = None, case_id: str | None = None) -> Case:
     """One case, in canonical form (what was pushed, server ids and meta aside)."""
-    bundle = pull_bundle(client, request_id=request_id, case_id=case_id)
-    request = bundle["entry"][0]["resource"]
-    return parse_bundle(bundle, f"{client.base_url}/ServiceRequest/{request['id']}", _case_id_of(request))
+    return case_of(pull_bundle(client, request_id=request_id, case_id=case_id), client.base_url)
 
 
 def pull_patient_bundles(client: FhirClient, patient_id: str) -> Iterator[tuple[str, Resource]]:
