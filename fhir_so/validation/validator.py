@@ -102,5 +102,11 @@ class Validator:
         for item in iter_inputs(paths):
             if item.error is not None:
                 yield Result(item, [])
-            else:
-                yield Result(item, list(self.iter_issues(item.resource)))
+                continue
+            try:
+                issues = list(self.iter_issues(item.resource))
+            except ProfileError as err:
+                # a profile the resource declares is broken: this input cannot be judged (bad input)
+                yield Result(Input(item.source, error=err, line=item.line), [])
+                continue
+            yield Result(item, issues)

@@ -86,3 +86,21 @@ def test_directory_is_walked(files: dict[str, Path]) -> None:
 def test_unknown_forced_profile_is_bad_input(files: dict[str, Path]) -> None:
     result = run(str(files["good.json"]), "--profile", "http://example.org/StructureDefinition/nope")
     assert result.exit_code == 2 and "nope" in result.output
+
+
+def test_broken_declared_profile_is_bad_input_not_a_traceback(tmp_path: Path) -> None:
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "package.json").write_text(json.dumps({"name": "broken.example", "version": "0.0.1", "fhirVersions": ["4.0.1"], "dependencies": {"hl7.fhir.r4.core": "4.0.1"}}))
+    url = "http://example.org/StructureDefinition/broken"
+    (pkg / "StructureDefinition-broken.json").write_text(json.dumps({
+        "resourceType": "StructureDefinition", "id": "broken", "url": url, "name": "Broken", "status": "draft", "kind": "resource",
+        "abstract": False, "type": "Patient", "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Patient", "derivation": "constraint",
+        "differential": {"element": [{"id": "Patient.colour", "path": "Patient.colour", "min": 1}]}}))
+    res = tmp_path / "p.json"
+    res.write_text(json.dumps({"resourceType": "Patient", "meta": {"profile": [url]}}))
+    result = run(str(res), "--package", str(pkg))
+    assert result.exit_code == 2, result.output
+    assert url in result.output and "Patient.colour" in result.output and "Traceback" not in result.output
+    forced = run(str(res), "--package", str(pkg), "--profile", url)
+    assert forced.exit_code == 2 and url in forced.output
