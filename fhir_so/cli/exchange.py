@@ -244,7 +244,7 @@ def demo_command(server: str | None, second_server: str | None, examples: Path |
     --server / --second-server, two local HAPI servers are started (ports 8090 and 8091;
     the first start builds and boots them, which takes a few minutes) and left running for
     the next run (`fhir-so server stop --port N` ends them). Each step prints what was
-    checked: consent verdicts, server ids, counts. Re-running it creates nothing new.
+    checked: consent verdicts, server ids, counts. Re-running it duplicates nothing.
     """
     import tempfile
     from concurrent.futures import ThreadPoolExecutor
@@ -256,7 +256,10 @@ def demo_command(server: str | None, second_server: str | None, examples: Path |
         raise InputError("the urology example cases are not here; give --examples DIR", source=str(folder))
     ports = [p for p, url in ((8090, server), (8091, second_server)) if not url]
     if ports:
-        # Both servers boot at once: HAPI's start-up is mostly waiting on one core each.
+        from fhir_so.server import LocalServer, ServerConfig
+
+        # One build (a no-op when the jar is current), then both servers boot at once.
+        LocalServer(ServerConfig.resolve(os.environ, port=ports[0])).build(progress=info)
         with ThreadPoolExecutor(max_workers=len(ports)) as pool:
             started = dict(zip(ports, pool.map(_local_server, ports)))
         server = server or started.get(8090)
