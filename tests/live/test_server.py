@@ -7,10 +7,8 @@ reset life cycle of an instance of its own.
 
 from __future__ import annotations
 
-import copy
 import json
 import os
-import re
 import socket
 import uuid
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Any
 import pytest
 import requests
 
+from tests.live.bundles import with_unique_identifiers
 from tests.live.conftest import run_fhir_so
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,38 +35,6 @@ def transaction_bundles() -> list[Path]:
 def load(path: Path) -> dict[str, Any]:
     data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return data
-
-
-def with_unique_identifiers(bundle: dict[str, Any], token: str) -> dict[str, Any]:
-    """A copy whose identifier values (and the conditional URLs naming them) end in -token.
-
-    The servers may be reused across sessions: unique business identifiers make every
-    conditional create or update a create (201) on every run.
-    """
-    out = copy.deepcopy(bundle)
-    renamed: dict[str, str] = {}
-
-    def visit(node: Any) -> None:
-        if isinstance(node, dict):
-            ident = node.get("identifier")
-            for item in ident if isinstance(ident, list) else [ident]:
-                if isinstance(item, dict) and isinstance(item.get("value"), str):
-                    item["value"] = renamed.setdefault(item["value"], f"{item['value']}-{token}")
-            for value in node.values():
-                visit(value)
-        elif isinstance(node, list):
-            for value in node:
-                visit(value)
-
-    visit(out)
-    for entry in out.get("entry", []):
-        request = entry.get("request", {})
-        for key in ("url", "ifNoneExist"):
-            if key in request:
-                request[key] = re.sub(
-                    r"\|([^&]+)", lambda m: "|" + renamed.get(m.group(1), m.group(1)), request[key]
-                )
-    return out
 
 
 def case_identifier(bundle: dict[str, Any]) -> str:
