@@ -49,11 +49,6 @@ class Issue:
         """True for error and fatal issues: the ones that make a resource invalid."""
         return self.severity == "error" or self.severity == "fatal"
 
-    def relocated(self, prefix: str, root: str) -> "Issue":
-        """The same issue with its location moved under ``prefix`` (``root`` is the old first segment)."""
-        rest = self.expression[len(root):] if self.expression.startswith(root) else "." + self.expression
-        return Issue(self.severity, self.code, prefix + rest, self.message, self.rule)
-
     def to_json(self) -> dict[str, object]:
         """As an OperationOutcome.issue (rule id in details.coding, location in expression)."""
         out: dict[str, object] = {

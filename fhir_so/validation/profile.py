@@ -21,6 +21,7 @@ from fhir_so.validation.fhirpath import InvariantEngine
 from fhir_so.validation.findings import (
     INFORMATIONAL,
     INVARIANT,
+    NOT_SUPPORTED,
     NOT_FOUND,
     REQUIRED,
     STRUCTURE,
@@ -82,7 +83,8 @@ class _Ctx:
     root: dict[str, Any]
     bundle: BundleIndex | None
     contained: dict[str, str]
-    pending: list[tuple[Any, Any, str, str, list[Any], Any]] = field(default_factory=list)
+    #: invariants to evaluate once the resource is walked: (constraints, stripped value, type path, location)
+    pending: list[tuple[Any, Any, str, str]] = field(default_factory=list)
     stripped: bool = False
 
 
@@ -303,7 +305,7 @@ class ElementWalker:
         cons = self._constraints(node, code, is_resource)
         if cons:
             path = node.path if (is_resource or not code or code in ("BackboneElement", "Element")) else code
-            ctx.pending.append((cons, stripped, path, loc, [], None))
+            ctx.pending.append((cons, stripped, path, loc))
         if out is not None:
             ctx.stripped = True
         return stripped
@@ -345,7 +347,7 @@ class ElementWalker:
             if code == "xhtml" and isinstance(x, str) and not _TAGS.sub("", x).strip() and "<img" not in x:
                 sink.append(Issue("error", INVARIANT, loc, "txt-2: the narrative SHALL have some non-whitespace content", "txt-2"))
             if node.constraints:
-                ctx.pending.append((node.constraints, x, code, loc, [], None))
+                ctx.pending.append((node.constraints, x, code, loc))
             return x
         if code in _MEMO_TYPES and type(x) is dict:
             # small coded values repeat across resources (the same codings, identifiers, periods):
@@ -488,7 +490,7 @@ class ElementWalker:
             return
         resource = stripped_resource
         root_res = resource if root is None else root
-        for cons, val, path, loc, _, _ in ctx.pending:
+        for cons, val, path, loc in ctx.pending:
             for c in cons:
                 try:
                     native = self._native[c.expression]
@@ -499,8 +501,10 @@ class ElementWalker:
                 else:
                     ok = self.invariants.evaluate(c.expression, val, path, resource, root_res)
                     if ok is None:
-                        if c.expression not in self._reported_skips:
+                        if c.expression not in self._reported_skips:  # said once per validator, not per resource
                             self._reported_skips.add(c.expression)
+                            why = self.invariants.skipped.get(c.expression, "not supported")
+                            ctx.sink.append(Issue("information", NOT_SUPPORTED, loc, f"{c.key} was not checked: {why}", "invariant-skipped"))
                         continue
                 if not ok:
                     sev = "error" if c.severity == "error" else "warning"

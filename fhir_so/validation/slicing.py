@@ -45,7 +45,6 @@ class SliceMatcher:
         sink = ctx.sink
         parent_loc = loc.rpartition(".")[0] or loc
         new: list[Any] | None = None
-        last_matched = -1
         highest = -1
         for i, (x, si) in enumerate(zip(items, assigned)):
             at = f"{loc}[{i}]" if node.is_array else loc
@@ -58,7 +57,6 @@ class SliceMatcher:
                 if slicing.ordered and si < highest:
                     sink.append(Issue("error", STRUCTURE, at, f"the slices of {node.path} must be in order: {slices[si].slice_name} comes after {slices[highest].slice_name}", "slicing"))
                 highest = max(highest, si)
-                last_matched = i
             target = slices[si] if si >= 0 else node
             if x is None and prim_ext is not None:
                 continue
@@ -70,7 +68,6 @@ class SliceMatcher:
                 if new is None:
                     new = list(items)
                 new[i] = r
-        del last_matched
         for si, s in enumerate(slices):
             n = sum(1 for a in assigned if a == si)
             if n < s.min:

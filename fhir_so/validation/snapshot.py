@@ -11,7 +11,7 @@ base that cannot be found, or a cycle of base definitions.
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
 
 import orjson
 
@@ -254,12 +254,3 @@ def _merge(target: dict[str, Any], diff: dict[str, Any], url: str, eid: str) -> 
     lo, hi = target.get("min", 0), target.get("max", "*")
     if isinstance(lo, int) and isinstance(hi, str) and hi != "*" and hi.isdigit() and lo > int(hi):
         raise ProfileError(f"{eid}: min {lo} is greater than max {hi}", source=url)
-
-
-def iter_children_ids(elements: list[dict[str, Any]], parent_id: str) -> Iterator[dict[str, Any]]:
-    """The direct children (and their slices) of the element with id ``parent_id``."""
-    depth = parent_id.count(".") + 1
-    for el in elements:
-        eid = el["id"]
-        if eid.startswith(parent_id + ".") and eid.count(".") == depth:
-            yield el
