@@ -150,7 +150,8 @@ _TOKEN = re.compile(r"\s*(\(|\)|[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]
 Pred = Callable[[Any], bool]
 
 
-def _path_values(v: Any, path: list[str]) -> list[Any]:
+def path_values(v: Any, path: list[str]) -> list[Any]:
+    """The values at a dotted path in JSON (lists flattened; ``value`` finds ``valueQuantity``)."""
     current = [v]
     for seg in path:
         nxt: list[Any] = []
@@ -183,11 +184,11 @@ def _tokens(expression: str) -> list[str] | None:
 
 def _existence(segs: list[str], func: str) -> Pred:
     if func == "exists()":
-        return lambda v: bool(_path_values(v, segs))
+        return lambda v: bool(path_values(v, segs))
     if func == "empty()":
-        return lambda v: not _path_values(v, segs)
+        return lambda v: not path_values(v, segs)
     if func == "hasValue()":
-        return lambda v: any(not isinstance(x, (dict, list)) for x in _path_values(v, segs))
+        return lambda v: any(not isinstance(x, (dict, list)) for x in path_values(v, segs))
     raise ValueError(func)
 
 

@@ -58,35 +58,28 @@ def _date_exists(v: str) -> bool:
     return day <= calendar.monthrange(year, month)[1]
 
 
-def _date(v: Any) -> str | None:
-    if not isinstance(v, str):
-        return f"expected a JSON string (date YYYY, YYYY-MM or YYYY-MM-DD), found {_json_type(v)}"
-    if _DATE_RE.fullmatch(v) is None:
-        return f"{v!r} is not a valid date (YYYY, YYYY-MM or YYYY-MM-DD)"
-    if not _date_exists(v):
-        return f"{v!r} is not a date that exists"
-    return None
+def _temporal(pattern: re.Pattern[str], what: str, form: str, hint: Callable[[str], str] | None = None) -> Checker:
+    """A checker for date, dateTime or instant: the lexical form, then that the date exists."""
+
+    def check(v: Any) -> str | None:
+        if not isinstance(v, str):
+            return f"expected a JSON string ({what}), found {_json_type(v)}"
+        if pattern.fullmatch(v) is None:
+            return f"{v!r} is not a valid {what}{hint(v) if hint else ''} ({form})"
+        if not _date_exists(v):
+            return f"{v!r} is not a date that exists"
+        return None
+
+    return check
 
 
-def _datetime(v: Any) -> str | None:
-    if not isinstance(v, str):
-        return f"expected a JSON string (dateTime), found {_json_type(v)}"
-    if _DATETIME_RE.fullmatch(v) is None:
-        hint = " (a time needs seconds and a time zone, e.g. 2024-05-01T10:00:00Z)" if "T" in v else ""
-        return f"{v!r} is not a valid dateTime{hint}"
-    if not _date_exists(v):
-        return f"{v!r} is not a date that exists"
-    return None
+def _time_hint(v: str) -> str:
+    return ": a time needs seconds and a time zone" if "T" in v else ""
 
 
-def _instant(v: Any) -> str | None:
-    if not isinstance(v, str):
-        return f"expected a JSON string (instant), found {_json_type(v)}"
-    if _INSTANT_RE.fullmatch(v) is None:
-        return f"{v!r} is not a valid instant (full date, time with seconds and a time zone, e.g. 2024-05-01T10:00:00Z)"
-    if not _date_exists(v):
-        return f"{v!r} is not a date that exists"
-    return None
+_date = _temporal(_DATE_RE, "date", "YYYY, YYYY-MM or YYYY-MM-DD")
+_datetime = _temporal(_DATETIME_RE, "dateTime", "e.g. 2024-05-01 or 2024-05-01T10:00:00Z", _time_hint)
+_instant = _temporal(_INSTANT_RE, "instant", "full date, time with seconds and a time zone, e.g. 2024-05-01T10:00:00Z")
 
 
 def _boolean(v: Any) -> str | None:

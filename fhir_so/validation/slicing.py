@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from fhir_so.validation.findings import STRUCTURE, Issue
+from fhir_so.validation.native import path_values
 from fhir_so.validation.plan import MISSING, Discriminator, Node
 from fhir_so.validation.primitives import as_list
 
@@ -211,23 +212,7 @@ def _segments(path: str) -> list[str]:
 
 
 def _values_at(x: Any, path: str) -> list[Any]:
-    current = [x]
-    if path == "$this":
-        return current
-    for seg in _segments(path):
-        nxt: list[Any] = []
-        for c in current:
-            if not isinstance(c, dict):
-                continue
-            if seg in c:
-                v = c[seg]
-                nxt.extend(v if isinstance(v, list) else [v])
-            else:
-                for k, v in c.items():
-                    if k.startswith(seg) and k[len(seg):len(seg) + 1].isupper():
-                        nxt.extend(v if isinstance(v, list) else [v])
-        current = nxt
-    return current
+    return [x] if path == "$this" else path_values(x, _segments(path))
 
 
 def _in_expansion(exp: Any, v: Any) -> bool:
