@@ -150,8 +150,10 @@ class ElementWalker:
             plans = [base]
         if rt == "Bundle":
             bundle = BundleIndex.of(res)
+        # '#id' references resolve among the container's contained resources, from inside them too
+        container = root if root is not None else res
         contained = {}
-        for c in res.get("contained") or [] if isinstance(res.get("contained"), list) else []:
+        for c in container.get("contained") or [] if isinstance(container.get("contained"), list) else []:
             if isinstance(c, dict) and isinstance(c.get("id"), str):
                 contained[c["id"]] = str(c.get("resourceType"))
         seen: set[tuple[str, str, str]] = set()
@@ -185,11 +187,11 @@ class ElementWalker:
                 if "dom-5" in native and "security" in meta:
                     ctx.sink.append(Issue("error", INVARIANT, at, "dom-5: a contained resource SHALL NOT have a security label", "dom-5"))
             if "dom-3" in native:
-                refs = _references(res, skip_contained=True)
+                refs = _references(res)  # %resource.descendants(): references from contained resources count too
                 for i, c in enumerate(contained):
                     if not isinstance(c, dict) or not isinstance(c.get("id"), str):
                         continue
-                    if "#" + c["id"] in refs or "#" in _references(c, skip_contained=False):
+                    if "#" + c["id"] in refs or "#" in _references(c):
                         continue
                     ctx.sink.append(Issue("error", INVARIANT, f"{loc}.contained[{i}]", f"dom-3: the contained resource {c['id']!r} is not referred to from elsewhere in the resource (add a reference to '#{c['id']}')", "dom-3"))
         if "dom-6" in native and ctx.root is res:
@@ -529,7 +531,7 @@ def _short(v: Any) -> str:
     return text if len(text) < 160 else text[:157] + "..."
 
 
-def _references(obj: Any, *, skip_contained: bool) -> set[str]:
+def _references(obj: Any) -> set[str]:
     """Every reference string (and '#...' canonical/uri value) under obj."""
     out: set[str] = set()
     stack = [obj]
@@ -537,8 +539,6 @@ def _references(obj: Any, *, skip_contained: bool) -> set[str]:
         cur = stack.pop()
         if isinstance(cur, dict):
             for k, v in cur.items():
-                if skip_contained and k == "contained" and cur is obj:
-                    continue
                 if isinstance(v, str):
                     if k == "reference" or v.startswith("#"):
                         out.add(v)

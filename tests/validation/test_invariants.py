@@ -84,3 +84,12 @@ def test_expressions_are_compiled_once_and_unsupported_ones_skipped() -> None:
     assert engine.evaluate("subject.resolve().exists()", {}, "Observation", {}, {}) is None
     assert "resolve" in engine.skipped["subject.resolve().exists()"]
     assert engine.evaluate("trace('x').exists()", {"a": 1}, "Element", {}, {}) is True  # trace prints nothing
+
+
+def test_contained_resources_refer_to_each_other(validator: Validator) -> None:
+    org = {"resourceType": "Organization", "id": "o1", "name": "Clinic"}
+    prac = {"resourceType": "Practitioner", "id": "d1", "name": [{"family": "Who"}]}
+    role = {"resourceType": "PractitionerRole", "id": "r1", "practitioner": {"reference": "#d1"}, "organization": {"reference": "#o1"}}
+    sr = {"resourceType": "ServiceRequest", "status": "active", "intent": "order", "subject": {"reference": "Patient/1"},
+          "contained": [org, prac, role], "performer": [{"reference": "#r1"}]}
+    assert errors(validator.iter_issues(sr)) == []
