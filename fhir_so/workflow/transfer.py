@@ -352,8 +352,12 @@ def transfer(
                               progress.transfer_id, pushed, provenance, done_before)
 
     if progress.done("pushed") and not dry_run:
-        plan = Plan.from_state(direction, progress.get("pulled"))
-        pushed = PushResult.from_json(progress.get("pushed"))
+        try:
+            plan = Plan.from_state(direction, progress.get("pulled"))
+            pushed = PushResult.from_json(progress.get("pushed"))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise InputError(f"the state file is damaged ({type(exc).__name__}: {exc}); start over with a new --state file",
+                             source=str(state), location="$.steps") from None
     else:
         plan = plan_transfer(source, destination, request_id, report_back=report_back, clock=clock)
         if dry_run:

@@ -335,3 +335,14 @@ def test_report_back_killed_at_every_request_then_resumed(first_case: Case, urol
         transfer(w.dst, w.src, expert_request, report_back=True, state=state, clock=clock)
         assert counts(w.clinic) == expected, f"killed at request {n}"
         assert pull(w.src, case_id=urology.case_id).opinion == urology.opinion
+
+
+def test_a_damaged_state_file_is_bad_input(world: World, tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    transfer(world.src, world.dst, world.request_id, state=state, clock=clock)
+    saved = json.loads(state.read_text())
+    del saved["steps"]["done"], saved["steps"]["provenance"]
+    saved["steps"]["pulled"] = {"nonsense": True}
+    state.write_text(json.dumps(saved))
+    with pytest.raises(InputError, match="damaged"):
+        transfer(world.src, world.dst, world.request_id, state=state, clock=clock)
