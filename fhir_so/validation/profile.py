@@ -97,6 +97,8 @@ class ElementWalker:
         self.invariants = invariants
         self.check_codes = check_codes
         self.slices = SliceMatcher(self)
+        #: profiles every resource of their type is checked against (``--profile``)
+        self.forced: tuple[str, ...] = ()
         self._reported_skips: set[str] = set()
         #: expression -> native predicate (None: evaluate with fhirpathpy)
         self._native: dict[str, Callable[[Any], bool] | None] = {}
@@ -133,6 +135,11 @@ class ElementWalker:
         if loc == "":
             loc = rt
         wanted: list[str] = list(profiles)
+        # forced profiles (--profile) apply to every resource of their type: the input, its entries, contained ones
+        for url in self.forced:
+            forced = self.plans.plan(url)
+            if forced is not None and forced.type == rt and url not in wanted:
+                wanted.append(url)
         meta = res.get("meta")
         declared = meta.get("profile") if isinstance(meta, dict) else None
         if isinstance(declared, list):

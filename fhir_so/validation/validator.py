@@ -17,7 +17,7 @@ from typing import Any, Iterable, Iterator, Sequence
 from fhir_so.errors import ProfileError
 from fhir_so.validation.bindings import Terminology
 from fhir_so.validation.fhirpath import InvariantEngine
-from fhir_so.validation.findings import Issue, best_issue
+from fhir_so.validation.findings import STRUCTURE, Issue, best_issue
 from fhir_so.validation.outcome import to_operation_outcome
 from fhir_so.validation.plan import PlanRegistry
 from fhir_so.validation.profile import ElementWalker
@@ -65,6 +65,7 @@ class Validator:
         self.terminology = Terminology(definitions)
         self.invariants = InvariantEngine()
         self.walker = ElementWalker(self.plans, self.terminology, self.invariants, check_codes=self.options.check_codes)
+        self.walker.forced = self.profiles
         self.rules = BusinessRules(self.options.now)
         self.schema = SchemaLayer(self.options.json_schema) if self.options.json_schema is not None else None
 
@@ -77,12 +78,24 @@ class Validator:
     def iter_issues(self, resource: Any, *, location: str = "") -> Iterator[Issue]:
         """Every finding for one resource (parsed JSON), structural ones first."""
         sink: list[Issue] = []
-        self.walker.resource(resource, location, sink, profiles=self.profiles)
+        if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str):
+            rt = resource["resourceType"]
+            for url in self.profiles:
+                plan = self.plans.plan(url)
+                if plan is not None and plan.type != rt and not self._holds(resource, plan.type):
+                    sink.append(Issue("error", STRUCTURE, location or rt, f"profile {url} is for {plan.type}, and this input holds none", "profile-type"))
+        self.walker.resource(resource, location, sink)
         if self.schema is not None and isinstance(resource, dict) and not any(i.is_error for i in sink):
             sink.extend(self.schema.issues(resource, location))
         yield from sink
         if self.options.business_rules and isinstance(resource, dict) and resource.get("resourceType") == "Bundle":
             yield from self.rules.check(resource, location or "Bundle")
+
+    @staticmethod
+    def _holds(resource: dict[str, Any], resource_type: str) -> bool:
+        """True when a Bundle entry or a contained resource is of that type."""
+        inner = [e.get("resource") for e in resource.get("entry") or [] if isinstance(e, dict)] + list(resource.get("contained") or [])
+        return any(isinstance(r, dict) and r.get("resourceType") == resource_type for r in inner)
 
     def is_valid(self, resource: Any) -> bool:
         """True when the resource has no error or fatal finding."""

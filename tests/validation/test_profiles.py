@@ -235,3 +235,12 @@ def test_profile_discriminator(definitions: Any) -> None:
     plain = {"resourceType": "Patient", "name": [{"family": "Doe"}]}
     found = errors(v.iter_issues({"resourceType": "Bundle", "type": "collection", "entry": [{"resource": plain}]}))
     assert ("slicing", "Bundle.entry[0]") in found and ("slicing-cardinality", "Bundle") in found
+
+
+def test_forced_profile_applies_to_bundle_entries_of_its_type(definitions: Any) -> None:
+    forced = Validator(Overlay(definitions, [STRICT]), profiles=[URL])
+    bare = {k: v for k, v in GOOD.items() if k not in ("meta", "gender")}
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": bare}, {"resource": {"resourceType": "Organization", "name": "x"}}]}
+    assert ("cardinality", "Bundle.entry[0].resource") in errors(forced.iter_issues(bundle))
+    obs = {"resourceType": "Observation", "status": "final", "code": {"text": "x"}}
+    assert ("profile-type", "Observation") in errors(forced.iter_issues(obs))
