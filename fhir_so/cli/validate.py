@@ -51,15 +51,23 @@ def validate_command(paths: tuple[str, ...], profiles: tuple[str, ...], packages
         validator = Validator(load_definitions(cache, packages), profiles, options)
         validator.check_profiles()
         results = validator.validate_paths(paths)
+    # progress only on a terminal, and only when the report does not go to that same terminal
+    progress = _progress if sys.stderr.isatty() and (output or not sys.stdout.isatty()) else None
     if output:
-        summary = write_report_file(results, fmt, output, on_bad_input=info)
+        summary = write_report_file(results, fmt, output, on_bad_input=info, on_progress=progress)
     else:
         out: IO[bytes] = sys.stdout.buffer
-        summary = write_report(results, fmt, out, on_bad_input=info if fmt != "text" else None)
+        summary = write_report(results, fmt, out, on_bad_input=info if fmt != "text" else None, on_progress=progress)
         out.flush()
+    if progress is not None:
+        click.echo("", err=True)
     info(summary.line())
     if summary.exit_code:
         sys.exit(summary.exit_code)
+
+
+def _progress(count: int) -> None:
+    click.echo(f"\r{count:,} inputs validated", err=True, nl=False)
 
 
 COMMANDS: list[click.Command] = [validate_command]

@@ -134,7 +134,14 @@ class Summary:
         )
 
 
-def write_report(results: Iterable[ResultLike], fmt: str, out: IO[bytes], *, on_bad_input: Callable[[str], None] | None = None) -> Summary:
+def write_report(
+    results: Iterable[ResultLike],
+    fmt: str,
+    out: IO[bytes],
+    *,
+    on_bad_input: Callable[[str], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> Summary:
     """Render a stream of results as text, json (OperationOutcome or a Bundle of them) or junit; returns the counts."""
     summary = Summary()
     it = iter(results)
@@ -143,6 +150,8 @@ def write_report(results: Iterable[ResultLike], fmt: str, out: IO[bytes], *, on_
     pending_single: tuple[str, dict[str, object]] | None = None
     for result in it:
         summary.inputs += 1
+        if on_progress is not None and summary.inputs % 1000 == 0:
+            on_progress(summary.inputs)
         err = result.input.error
         if err is not None:
             summary.bad_input += 1
@@ -188,7 +197,14 @@ def write_report(results: Iterable[ResultLike], fmt: str, out: IO[bytes], *, on_
     return summary
 
 
-def write_report_file(results: Iterable[ResultLike], fmt: str, path: str, *, on_bad_input: Callable[[str], None] | None = None) -> Summary:
+def write_report_file(
+    results: Iterable[ResultLike],
+    fmt: str,
+    path: str,
+    *,
+    on_bad_input: Callable[[str], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> Summary:
     """Like :func:`write_report`, streamed into a temporary file renamed over ``path`` at the end (never half-written)."""
     from fhir_so.errors import InputError
 
@@ -199,7 +215,7 @@ def write_report_file(results: Iterable[ResultLike], fmt: str, path: str, *, on_
         raise InputError(f"cannot write: {exc.strerror or exc}", source=path) from None
     try:
         with os.fdopen(fd, "wb") as fh:
-            summary = write_report(results, fmt, fh, on_bad_input=on_bad_input)
+            summary = write_report(results, fmt, fh, on_bad_input=on_bad_input, on_progress=on_progress)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
