@@ -156,6 +156,7 @@ def _make_node(el: dict[str, Any], sd_type: str, is_root: bool) -> Node:
     target_types: tuple[str, ...] | None = None
     if target_profiles and "Reference" in types:
         names = tuple(p.rsplit("/", 1)[-1] for p in target_profiles if p.startswith(_SD_PREFIX))
+        # a profile URL outside core (a project profile) is resolved to its type by the walker, lazily
         target_types = None if "Resource" in names or len(names) < len(target_profiles) else names
     fixed, pattern = _fixed_pattern(el)
     binding = None

@@ -105,6 +105,7 @@ class ElementWalker:
         self._merged: dict[tuple[int, str], tuple[Constraint, ...]] = {}
         #: (element, type, JSON bytes) of small values that passed: bounded, cleared when full
         self._clean: set[tuple[int, str, bytes]] = set()
+        self._targets: dict[tuple[int, str], tuple[str, ...] | None] = {}
 
     # -- resources ---------------------------------------------------------------------------------
     def resource(
@@ -319,6 +320,22 @@ class ElementWalker:
             ctx.stripped = True
         return stripped
 
+    def _target_types(self, node: Node) -> tuple[str, ...] | None:
+        """Resource types a reference may point to when target profiles are not all core (None: any)."""
+        key = (id(node), "targets")
+        if key in self._targets:
+            return self._targets[key]
+        types: list[str] = []
+        for url in node.target_profiles:
+            plan = self.plans.plan(url)
+            if plan is None or plan.type == "Resource":
+                types = []
+                break
+            types.append(plan.type)
+        result = tuple(dict.fromkeys(types)) or None
+        self._targets[key] = result
+        return result
+
     def _constraints(self, node: Node, code: str, is_resource: bool) -> tuple[Constraint, ...]:
         """The element's invariants plus its type's (per-1 on a Period...), merged once per (element, type)."""
         key = (id(node), code)
@@ -481,8 +498,9 @@ class ElementWalker:
             ctx.sink.append(Issue("error", STRUCTURE, f"{loc}.type", f"the reference type {declared!r} does not match the referenced resource {target!r}", "reference-target"))
         if target is None and isinstance(declared, str):
             target = declared
-        if target is not None and node.target_types is not None and target not in node.target_types:
-            allowed = ", ".join(node.target_types)
+        target_types = node.target_types if node.target_types is not None or not node.target_profiles else self._target_types(node)
+        if target is not None and target_types is not None and target not in target_types:
+            allowed = ", ".join(target_types)
             if resolved:
                 ctx.sink.append(Issue("error", STRUCTURE, loc, f"invalid resource target type: found {target}, but expected one of ({allowed})", "reference-target"))
             else:

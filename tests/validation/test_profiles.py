@@ -244,3 +244,15 @@ def test_forced_profile_applies_to_bundle_entries_of_its_type(definitions: Any) 
     assert ("cardinality", "Bundle.entry[0].resource") in errors(forced.iter_issues(bundle))
     obs = {"resourceType": "Observation", "status": "final", "code": {"text": "x"}}
     assert ("profile-type", "Observation") in errors(forced.iter_issues(obs))
+
+
+def test_reference_to_a_profile_checks_the_profile_type(definitions: Any) -> None:
+    obs_profile = _sd("http://example.org/StructureDefinition/linked-obs", [
+        {"id": "Observation.subject", "path": "Observation.subject", "type": [{"code": "Reference", "targetProfile": [URL]}]},
+    ], base="http://hl7.org/fhir/StructureDefinition/Observation", type_="Observation")
+    v = Validator(Overlay(definitions, [STRICT, obs_profile]), profiles=["http://example.org/StructureDefinition/linked-obs"])
+    obs = {"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "subject": {"reference": "urn:uuid:6f1d0d4e-1111-4000-8000-000000000001"}}
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": "urn:uuid:6f1d0d4e-1111-4000-8000-000000000001", "resource": {"resourceType": "Group", "type": "person", "actual": True}},
+        {"fullUrl": "urn:uuid:6f1d0d4e-1111-4000-8000-000000000002", "resource": obs}]}
+    assert ("reference-target", "Bundle.entry[1].resource.subject") in errors(v.iter_issues(bundle))
