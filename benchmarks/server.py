@@ -11,7 +11,7 @@ Starts a throw-away instance (a free port, a temporary data folder) through the 
 * with ``--baseline``: the same start with plain ``java -Xmx1g -jar`` (no JVM options), so the
   ratio tuned / plain is measured in the same run on the same machine;
 * with ``--fresh-build``: the jar built from a copy of server/ against an empty Maven cache
-  (``-Dmaven.repo.local=TMP``; downloads about 400 MB from Maven Central).
+  (``-Dmaven.repo.local=TMP``; downloads about 350 MB from Maven Central).
 
     .venv/bin/python benchmarks/server.py [--fresh-build] [--baseline] [--loads 3]
 

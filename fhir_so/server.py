@@ -241,7 +241,7 @@ class LocalServer:
         command = [mvn, "-q", "-B", "package", "-DskipTests", *cfg.maven_args]
         progress(
             "building the HAPI FHIR server jar with Maven "
-            "(the first build downloads about 400 MB into the Maven cache and takes a few minutes)"
+            "(the first build downloads about 350 MB into the Maven cache and takes a few minutes)"
         )
         started = time.monotonic()
         with log.open("wb") as out:
