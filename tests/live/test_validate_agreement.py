@@ -91,6 +91,11 @@ class Outcome:
         return bool(self.our_errors) == bool(self.their_errors)
 
     @property
+    def same_location(self) -> bool:
+        """Both invalid and at least one error at the very same (normalised) place."""
+        return bool(set(self.our_errors) & set(self.their_errors))
+
+    @property
     def locations_agree(self) -> bool:
         if not self.our_errors or not self.their_errors or self.their_errors == [""]:
             return self.verdict_agrees  # HAPI's parser errors (bad dates, numbers) carry no location
@@ -117,6 +122,8 @@ class Agreement:
 
     def markdown(self) -> str:
         verdicts = sum(o.verdict_agrees for o in self.outcomes)
+        both = sum(1 for o in self.outcomes if o.our_errors and o.their_errors)
+        same = sum(1 for o in self.outcomes if o.same_location)
         lines = [
             "# Disagreements between fhir-so validate and HAPI $validate",
             "",
@@ -125,6 +132,10 @@ class Agreement:
             f"- inputs: {len(self.outcomes)}",
             f"- verdict agreement (has an error or not): {verdicts}/{len(self.outcomes)} = {verdicts / max(1, len(self.outcomes)):.2%}",
             f"- full agreement (verdict and error locations): {self.ratio:.2%} (target {TARGET:.0%})",
+            f"- both invalid: {both}, of which {same} with an error at the very same place ({same / max(1, both):.0%});"
+            " in the others HAPI's parser rejected the input before validating it (no location: a code outside an enum,"
+            " an impossible date, bad base64), or HAPI points at the parent (an unknown property, two choice types) or at"
+            " the CodeableConcept where fhir-so points at its coding",
             "",
         ]
         if not self.disagreements:
