@@ -11,7 +11,7 @@ import re
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from fhir_so.validation.primitives import as_dict
+from fhir_so.validation.primitives import as_dict, as_list
 
 
 def _exists(v: dict[str, Any], key: str) -> bool:
@@ -68,7 +68,7 @@ def _bundle_request(kinds: tuple[str, ...], key: str) -> Callable[[Any], bool]:
         if not isinstance(v, dict):
             return True
         want = v.get("type") in kinds
-        return all(_exists(e, key) == want for e in v.get("entry") or [] if isinstance(e, dict))
+        return all(_exists(e, key) == want for e in as_list(v.get("entry"), []) if isinstance(e, dict))
 
     return check
 
@@ -77,7 +77,7 @@ def _bdl_7(v: Any) -> bool:
     if not isinstance(v, dict) or v.get("type") == "history":
         return True
     seen = set()
-    for e in v.get("entry") or []:
+    for e in as_list(v.get("entry"), []):
         if not isinstance(e, dict) or not isinstance(e.get("fullUrl"), str):
             continue
         res = as_dict(e.get("resource"), {})
@@ -95,7 +95,7 @@ def _ppc(code: str) -> Callable[[Any], bool]:
         if not isinstance(v, dict) or _exists(v, "patient"):
             return True
         scope = as_dict(v.get("scope"), {})
-        return not any(isinstance(c, dict) and c.get("system") == "something" and c.get("code") == code for c in scope.get("coding") or [])
+        return not any(isinstance(c, dict) and c.get("system") == "something" and c.get("code") == code for c in as_list(scope.get("coding"), []))
 
     return check
 
@@ -120,7 +120,7 @@ NATIVE_EXPRESSIONS: dict[str, Callable[[Any], bool]] = {
     or v.get("type") in ("searchset", "history"),
     "entry.search.empty() or (type = 'searchset')": lambda v: not isinstance(v, dict)
     or v.get("type") == "searchset"
-    or not any(isinstance(e, dict) and _exists(e, "search") for e in v.get("entry") or []),
+    or not any(isinstance(e, dict) and _exists(e, "search") for e in as_list(v.get("entry"), [])),
     "entry.all(request.exists() = (%resource.type = 'batch' or %resource.type = 'transaction' or %resource.type = 'history'))": _bundle_request(
         ("batch", "transaction", "history"), "request"
     ),

@@ -30,7 +30,7 @@ from fhir_so.validation.findings import (
 )
 from fhir_so.validation.native import NATIVE_EXPRESSIONS, compile_simple
 from fhir_so.validation.plan import MISSING, Constraint, Node, PlanRegistry
-from fhir_so.validation.primitives import CHECKERS, as_dict, json_type
+from fhir_so.validation.primitives import CHECKERS, as_dict, as_list, json_type
 from fhir_so.validation.slicing import SliceMatcher, matches_pattern
 
 _TAGS = re.compile(r"<[^>]*>")
@@ -50,7 +50,7 @@ class BundleIndex:
     @classmethod
     def of(cls, bundle: dict[str, Any]) -> "BundleIndex":
         index = cls()
-        for entry in bundle.get("entry") or []:
+        for entry in as_list(bundle.get("entry"), []):
             if not isinstance(entry, dict):
                 continue
             res = entry.get("resource")

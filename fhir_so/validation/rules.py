@@ -41,7 +41,7 @@ class Case:
     @classmethod
     def of(cls, bundle: dict[str, Any], loc: str, now: datetime) -> "Case":
         case = cls(now)
-        for i, entry in enumerate(bundle.get("entry") or []):
+        for i, entry in enumerate(_list(bundle.get("entry"))):
             if not isinstance(entry, dict) or not isinstance(entry.get("resource"), dict):
                 continue
             item = (f"{loc}.entry[{i}].resource", entry["resource"])
@@ -70,6 +70,10 @@ def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def _codings(concept: Any) -> list[dict[str, Any]]:
     if isinstance(concept, dict) and isinstance(concept.get("coding"), list):
         return [c for c in concept["coding"] if isinstance(c, dict)]
@@ -82,19 +86,19 @@ def _has(concept: Any, code: t.Code) -> bool:
 
 def consent_kind(consent: dict[str, Any]) -> str | None:
     """'records' or 'report' from the profile, the provision class, or the identifier suffix."""
-    profiles = _dict(consent.get("meta")).get("profile") or []
+    profiles = _list(_dict(consent.get("meta")).get("profile"))
     if t.SD_CONSENT_RECORDS in profiles:
         return "records"
     if t.SD_CONSENT_REPORT in profiles:
         return "report"
     provision = _dict(consent.get("provision"))
-    for cls in provision.get("class") or []:
+    for cls in _list(provision.get("class")):
         if isinstance(cls, dict) and cls.get("system") == t.RESOURCE_TYPES:
             if cls.get("code") == "DocumentReference":
                 return "records"
             if cls.get("code") == "DiagnosticReport":
                 return "report"
-    for ident in consent.get("identifier") or []:
+    for ident in _list(consent.get("identifier")):
         value = ident.get("value") if isinstance(ident, dict) else None
         if isinstance(value, str) and value.endswith("-records"):
             return "records"
@@ -105,9 +109,9 @@ def consent_kind(consent: dict[str, Any]) -> str | None:
 
 def is_second_opinion(sr: dict[str, Any]) -> bool:
     """A ServiceRequest for a second (or third) opinion: the project's profile or reasonCode v2-0336 S."""
-    if t.SD_SERVICE_REQUEST in ((sr.get("meta") or {}).get("profile") or []):
+    if t.SD_SERVICE_REQUEST in _list(_dict(sr.get("meta")).get("profile")):
         return True
-    return any(_has(rc, t.SECOND_OPINION) for rc in sr.get("reasonCode") or [])
+    return any(_has(rc, t.SECOND_OPINION) for rc in _list(sr.get("reasonCode")))
 
 
 def _first_ref(value: Any) -> str | None:
@@ -131,7 +135,7 @@ def _consent_problems(case: Case, loc: str, consent: dict[str, Any], recipient: 
         yield f"{loc}.provision.period.start", f"the consent starts on {period['start']}, in the future"
     if end is not None and _period_end(period["end"], end) < case.now:
         yield f"{loc}.provision.period.end", f"the consent ended on {period['end']}"
-    actors = [a for a in provision.get("actor") or [] if isinstance(a, dict) and _has(a.get("role"), t.ROLE_RECIPIENT)]
+    actors = [a for a in _list(provision.get("actor")) if isinstance(a, dict) and _has(a.get("role"), t.ROLE_RECIPIENT)]
     if recipient is not None:
         if not any(_first_ref(a.get("reference")) == recipient for a in actors):
             yield f"{loc}.provision.actor", f"the consent does not name {who} ({recipient}) as recipient (role IRCP)"
@@ -197,13 +201,13 @@ def rule_record_withheld(case: Case) -> Iterator[Issue]:
         if consent.get("status") != "active" or provision.get("type") != "permit":
             continue
         active = True
-        codes = [c.get("code") for cc in provision.get("code") or [] for c in _codings(cc)]
+        codes = [c.get("code") for cc in _list(provision.get("code")) for c in _codings(cc)]
         if not codes:
             allowed = None
         elif allowed is not None:
             allowed |= {c for c in codes if isinstance(c, str)}
     for loc, doc in case.of_type("DocumentReference"):
-        kinds = {c.get("code") for c in _codings(doc.get("type"))}
+        kinds = {c.get("code") for c in _codings(doc.get("type")) if isinstance(c.get("code"), str)}
         if not active:
             yield Issue("warning", BUSINESS_RULE, loc, "this record will be withheld: no active records Consent permits sending it", "so-record-withheld")
         elif allowed is not None and not kinds & allowed:

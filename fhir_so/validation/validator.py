@@ -94,7 +94,9 @@ class Validator:
     @staticmethod
     def _holds(resource: dict[str, Any], resource_type: str) -> bool:
         """True when a Bundle entry or a contained resource is of that type."""
-        inner = [e.get("resource") for e in resource.get("entry") or [] if isinstance(e, dict)] + list(resource.get("contained") or [])
+        entries, contained = resource.get("entry"), resource.get("contained")
+        inner = [e.get("resource") for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+        inner += contained if isinstance(contained, list) else []
         return any(isinstance(r, dict) and r.get("resourceType") == resource_type for r in inner)
 
     def is_valid(self, resource: Any) -> bool:
