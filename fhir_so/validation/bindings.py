@@ -90,7 +90,10 @@ class Terminology:
         if key in _seen:
             return None
         vs = self._defs.value_set(key)
-        exp = None if vs is None else self._expand(key, vs, _seen | {key})
+        try:
+            exp = None if vs is None else self._expand(key, vs, _seen | {key})
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError):
+            exp = None  # a malformed ValueSet counts as one that is not available (the binding says so)
         self._expansions[key] = exp
         return exp
 

@@ -292,7 +292,13 @@ class PlanRegistry:
         sd = self.definitions.structure_definition(url_or_type)
         plan = None
         if sd is not None:
-            plan = compile_plan(sd, self.snapshots.elements(sd))
+            try:
+                plan = compile_plan(sd, self.snapshots.elements(sd))
+            except ProfileError:
+                raise
+            except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+                # a malformed definition (a user's package): name it rather than fail somewhere inside
+                raise ProfileError(f"is malformed and cannot be used ({type(exc).__name__}: {exc})", source=str(sd.get("url") or url_or_type)) from None
         self._plans[url_or_type] = plan
         return plan
 

@@ -256,3 +256,11 @@ def test_reference_to_a_profile_checks_the_profile_type(definitions: Any) -> Non
         {"fullUrl": "urn:uuid:6f1d0d4e-1111-4000-8000-000000000001", "resource": {"resourceType": "Group", "type": "person", "actual": True}},
         {"fullUrl": "urn:uuid:6f1d0d4e-1111-4000-8000-000000000002", "resource": obs}]}
     assert ("reference-target", "Bundle.entry[1].resource.subject") in errors(v.iter_issues(bundle))
+
+
+def test_malformed_snapshot_is_a_profile_error(definitions: Any) -> None:
+    bad = {**STRICT, "url": "http://example.org/sd/malformed", "snapshot": {"element": [{"id": "Patient", "path": "Patient"}, {"id": "Patient.name", "min": "one"}]}}
+    v = Validator(Overlay(definitions, [bad]), profiles=["http://example.org/sd/malformed"])
+    with pytest.raises(ProfileError) as info:
+        v.check_profiles()
+    assert "http://example.org/sd/malformed" in str(info.value)
