@@ -65,11 +65,13 @@ def test_every_module_has_a_docstring() -> None:
     assert not missing, f"modules without a docstring: {missing}"
 
 
-def test_all_is_complete_and_sorted() -> None:
-    public = {n for n in vars(fhir_so) if not n.startswith("_") and n not in {"annotations"}}
+def test_all_is_complete_sorted_and_resolves() -> None:
+    public = {n for n in vars(fhir_so) if not n.startswith("_") and n not in {"annotations", "importlib", "Any"}}
     public -= {m for m in public if type(getattr(fhir_so, m)).__name__ == "module"}
     assert fhir_so.__all__ == sorted(fhir_so.__all__)
     assert set(fhir_so.__all__) >= public
+    for name in fhir_so.__all__:
+        assert getattr(fhir_so, name) is not None, name
 
 
 def test_case_schema_file_matches_the_models() -> None:
