@@ -112,7 +112,13 @@ class ServerConfig:
 
     @property
     def jar(self) -> Path:
+        """The executable jar Maven builds (nested jars inside)."""
         return self.source_dir / "target" / JAR_NAME
+
+    @property
+    def app_jar(self) -> Path:
+        """The jar that runs: the Maven jar extracted to plain jars, which starts a quarter faster."""
+        return self.source_dir / "target" / "app" / JAR_NAME
 
     @property
     def pid_file(self) -> Path:
@@ -227,15 +233,16 @@ class LocalServer:
     # -- build ----------------------------------------------------------------------------
 
     def needs_build(self) -> bool:
-        return jar_is_stale(self.config.jar, self.config.source_dir)
+        return jar_is_stale(self.config.app_jar, self.config.source_dir)
 
     def build(self, *, force: bool = False, progress: Progress = _quiet) -> bool:
-        """Build the jar with Maven when it is missing or older than its sources; True when it built."""
+        """Build the jar with Maven when it is missing or older than its sources, and extract it; True when it built."""
         cfg = self.config
         if not force and not self.needs_build():
             return False
         mvn = self._require_tool(cfg.mvn, "Maven (mvn)", "apt-get install maven")
         self._require_tool(cfg.javac, "a JDK 17 or newer (javac)", "apt-get install openjdk-17-jdk-headless")
+        java = self._require_tool(cfg.java, "Java (a JDK or JRE 17 or newer)", "apt-get install openjdk-17-jdk-headless")
         log = cfg.source_dir / "target" / "maven-build.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         command = [mvn, "-q", "-B", "package", "-DskipTests", *cfg.maven_args]
@@ -257,10 +264,31 @@ class LocalServer:
             raise LocalServerError(f"the Maven build failed (exit {process.returncode}); the end of {log}:\n{_tail(log)}")
         if not cfg.jar.is_file():
             raise LocalServerError(f"Maven succeeded but did not make {cfg.jar}; see {log}")
-        # Maven may leave an unchanged jar untouched: mark it as built from the current sources.
-        os.utime(cfg.jar)
-        progress(f"built {cfg.jar} in {time.monotonic() - started:.0f} s")
+        self._extract(java)
+        # An unchanged jar may keep its old time: mark the result as built from the current sources.
+        os.utime(cfg.app_jar)
+        progress(f"built {cfg.app_jar} in {time.monotonic() - started:.0f} s")
         return True
+
+    def _extract(self, java: str) -> None:
+        """Extract the Maven jar (Spring Boot's jarmode tools) into target/app, replacing the old one whole.
+
+        The new tree is made beside the old and swapped in, so a server still running from the
+        old files keeps them (open files outlive their unlinking).
+        """
+        app = self.config.app_jar.parent
+        fresh = app.with_name("app.new")
+        shutil.rmtree(fresh, ignore_errors=True)
+        done = subprocess.run(
+            [java, "-Djarmode=tools", "-jar", str(self.config.jar), "extract", "--destination", str(fresh)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0 or not (fresh / JAR_NAME).is_file():
+            raise LocalServerError(f"extracting {self.config.jar} failed (exit {done.returncode}): {done.stderr.strip()[-2000:]}")
+        shutil.rmtree(app, ignore_errors=True)
+        fresh.rename(app)
 
     # -- pid file ---------------------------------------------------------------------------
 
@@ -278,7 +306,7 @@ class LocalServer:
             "pid": pid,
             "port": self.config.port,
             "url": self.config.base_url,
-            "jar": str(self.config.jar),
+            "jar": str(self.config.app_jar),
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         write_atomic(self.config.pid_file, json.dumps(record, indent=2) + "\n")
@@ -356,7 +384,7 @@ class LocalServer:
             f"-Xmx{cfg.heap}",
             *cfg.jvm_options,
             "-jar",
-            str(cfg.jar),
+            str(cfg.app_jar),
             f"--server.port={cfg.port}",
             f"--server.address={cfg.host}",
             f"--fhirso.data={cfg.data_dir}",

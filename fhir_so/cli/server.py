@@ -59,7 +59,7 @@ def build_command(force: bool) -> None:
     """Build the server jar with Maven, once: only when it is missing or older than its sources."""
     server = _server(DEFAULT_PORT, None)
     if not server.build(force=force, progress=info):
-        info(f"server jar up to date: {server.config.jar}")
+        info(f"server jar up to date: {server.config.app_jar}")
 
 
 @server_group.command("start")

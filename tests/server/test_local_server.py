@@ -110,14 +110,22 @@ def fake_maven(tmp_path: Path, body: str) -> str:
     return str(script)
 
 
-def test_build_runs_maven_once_then_skips_while_fresh(source_dir: Path, tmp_path: Path) -> None:
+def test_build_runs_maven_once_extracts_then_skips_while_fresh(source_dir: Path, tmp_path: Path) -> None:
     calls = tmp_path / "calls"
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    java = fake_maven(tools, f'shift 4; [ "$1" = --destination ] && mkdir -p "$2" && echo app > "$2/{JAR_NAME}"')
     mvn = fake_maven(tmp_path, f'echo "$@" >> {calls}\nmkdir -p target && echo jar > target/{JAR_NAME}')
-    server = make_server(source_dir, tmp_path, mvn=mvn, javac=sys.executable)
+    server = make_server(source_dir, tmp_path, mvn=mvn, javac=sys.executable, java=java)
+    old = source_dir / "target" / "app" / "lib" / "old.jar"
+    old.parent.mkdir(parents=True)
+    old.write_text("from an older build")
     lines: list[str] = []
     assert server.build(progress=lines.append) is True
     assert calls.read_text().split() == ["-q", "-B", "package", "-DskipTests"]
     assert lines and "Maven" in lines[0]
+    assert server.config.app_jar.read_text() == "app\n"
+    assert not old.exists()  # the extracted tree is replaced whole
     assert server.build() is False
     assert len(calls.read_text().splitlines()) == 1
 
@@ -125,17 +133,17 @@ def test_build_runs_maven_once_then_skips_while_fresh(source_dir: Path, tmp_path
 def test_failed_maven_build_shows_the_end_of_its_log(source_dir: Path, tmp_path: Path) -> None:
     mvn = fake_maven(tmp_path, 'echo "[ERROR] cannot resolve ca.uhn.hapi.fhir:hapi-fhir-jpaserver-base"; exit 1')
     with pytest.raises(LocalServerError, match="hapi-fhir-jpaserver-base") as caught:
-        make_server(source_dir, tmp_path, mvn=mvn, javac=sys.executable).build()
+        make_server(source_dir, tmp_path, mvn=mvn, javac=sys.executable, java=sys.executable).build()
     assert "exit 1" in str(caught.value)
 
 
 @pytest.mark.parametrize(
     ("missing", "named"),
-    [("mvn", "Maven"), ("javac", "JDK")],
-    ids=["no-maven", "no-jdk"],
+    [("mvn", "Maven"), ("javac", "JDK"), ("java", "Java")],
+    ids=["no-maven", "no-jdk", "no-java"],
 )
 def test_build_without_maven_or_jdk_says_which(source_dir: Path, tmp_path: Path, missing: str, named: str) -> None:
-    tools = {"mvn": sys.executable, "javac": sys.executable, missing: "no-such-tool-fhir-so"}
+    tools = {"mvn": sys.executable, "javac": sys.executable, "java": sys.executable, missing: "no-such-tool-fhir-so"}
     with pytest.raises(ToolMissingError, match=named) as caught:
         make_server(source_dir, tmp_path, **tools).build()
     assert caught.value.exit_code == 2
