@@ -372,6 +372,9 @@ class LocalServer:
         cfg = self.config
         current = self.status()
         if current.running:
+            if not current.responding and current.pid is not None:
+                # Another start is still waiting for this server: wait with it.
+                current = self._wait_until_ready(current.pid, time.monotonic(), progress)
             current.already_running = True
             return current
         if port_in_use(cfg.host, cfg.port):
@@ -396,29 +399,39 @@ class LocalServer:
             self._process = subprocess.Popen(
                 command, cwd=cfg.data_dir, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
             )
-        self._write_pid(self._process.pid)
-        status = self._wait_until_ready(self._process, started, progress)
+        pid = self._process.pid
+        self._write_pid(pid)
+        try:
+            status = self._wait_until_ready(pid, started, progress)
+        except KeyboardInterrupt:
+            # Interrupted while waiting: leave no half-started server behind.
+            self._end(pid)
+            self._clear_pid()
+            raise
         status.seconds = time.monotonic() - started
         return status
 
-    def _wait_until_ready(self, process: subprocess.Popen[bytes], started: float, progress: Progress) -> ServerStatus:
+    def _wait_until_ready(self, pid: int, started: float, progress: Progress) -> ServerStatus:
+        """Poll /metadata until the server answers; stop it and explain when it exits or takes too long."""
         cfg = self.config
         deadline = started + cfg.start_timeout
         next_note = started + 30.0
         while True:
-            if process.poll() is not None:
+            if not self.is_our_process(pid):
                 self._clear_pid()
+                code = self._process.returncode if self._process is not None and self._process.pid == pid else None
+                how = f" (exit {code})" if code is not None else ""
                 raise LocalServerError(
-                    f"the server exited during start-up (exit {process.returncode}); the end of {cfg.log_file}:\n{_tail(cfg.log_file)}"
+                    f"the server exited during start-up{how}; the end of {cfg.log_file}:\n{_tail(cfg.log_file)}"
                 )
             capability = self.fetch_metadata(timeout=2.0)
             if capability is not None:
-                status = ServerStatus(running=True, url=cfg.base_url, port=cfg.port, data_dir=cfg.data_dir, pid=process.pid)
+                status = ServerStatus(running=True, url=cfg.base_url, port=cfg.port, data_dir=cfg.data_dir, pid=pid)
                 self._fill_from_metadata(status, capability)
                 return status
             now = time.monotonic()
             if now >= deadline:
-                self._end(process.pid)
+                self._end(pid)
                 self._clear_pid()
                 raise LocalServerError(
                     f"the server did not answer {cfg.base_url}/metadata within {cfg.start_timeout:.0f} s and was stopped; "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,6 +32,12 @@ def _describe(status: ServerStatus) -> str:
         return f"not running ({status.url}, data {status.data_dir})"
     what = f"FHIR {status.fhir_version}, {status.software}" if status.responding else "not answering yet"
     return f"running at {status.url} ({what}), pid {status.pid}, data {status.data_dir}"
+
+
+def _check_heap(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if not re.fullmatch(r"[1-9][0-9]*[kKmMgG]?", value):
+        raise click.BadParameter(f"{value!r} is not a Java heap size such as 768m or 1g", ctx=ctx, param=param)
+    return value
 
 
 def _instance_command(func: Callable[..., None]) -> Callable[..., None]:
@@ -64,7 +71,7 @@ def build_command(force: bool) -> None:
 
 @server_group.command("start")
 @_instance_command
-@click.option("--heap", default=DEFAULT_HEAP, show_default=True, help="Java heap limit (-Xmx).")
+@click.option("--heap", default=DEFAULT_HEAP, show_default=True, callback=_check_heap, help="Java heap limit (-Xmx), e.g. 768m, 1g.")
 @click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds to wait for /fhir/metadata.")
 @translate_errors
 def start_command(port: int, data_dir: Path | None, as_json: bool, heap: str, timeout: float) -> None:

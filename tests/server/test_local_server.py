@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 import responses
 from click.testing import CliRunner
 
@@ -297,3 +298,62 @@ def test_cli_status_json_when_not_running(source_dir: Path, tmp_path: Path) -> N
     assert status["running"] is False
     assert status["url"] == "http://127.0.0.1:8123/fhir"
     assert status["dataDir"] == str(tmp_path / "hapi-8123")
+
+
+# -- start without a real server ----------------------------------------------------------
+
+
+def built(source_dir: Path) -> None:
+    """Pretend the jar was built from the current sources (so start does not call Maven)."""
+    app_jar = source_dir / "target" / "app" / JAR_NAME
+    app_jar.parent.mkdir(parents=True)
+    app_jar.write_text("app")
+    past = time.time() - 100
+    for path in (source_dir / "pom.xml", source_dir / "src" / "main" / "java" / "App.java"):
+        set_mtime(path, past)
+
+
+def test_server_that_exits_during_start_up_shows_its_log(source_dir: Path, tmp_path: Path, free_port: int) -> None:
+    built(source_dir)
+    java = fake_maven(tmp_path, 'echo "APPLICATION FAILED TO START: no database"; exit 1')
+    server = make_server(source_dir, tmp_path, port=free_port, java=java)
+    with pytest.raises(LocalServerError, match="exited during start-up \\(exit 1\\)") as caught:
+        server.start()
+    assert "APPLICATION FAILED TO START" in str(caught.value)
+    assert not server.config.pid_file.exists()
+
+
+def test_server_that_never_answers_is_stopped_after_the_timeout(source_dir: Path, tmp_path: Path, free_port: int) -> None:
+    built(source_dir)
+    java = fake_maven(tmp_path, "echo starting; exec sleep 60")
+    server = make_server(source_dir, tmp_path, port=free_port, java=java, start_timeout=1.5)
+    with pytest.raises(LocalServerError, match="did not answer .* within 2 s and was stopped"):
+        server.start()
+    assert server._process is not None and server._process.poll() is not None  # ended, not left behind
+    assert not server.config.pid_file.exists()
+
+
+@responses.activate
+def test_second_start_waits_for_a_server_still_starting(source_dir: Path, tmp_path: Path) -> None:
+    url = "http://127.0.0.1:8096/fhir/metadata"
+    responses.get(url, body=requests.ConnectionError("not yet"))
+    responses.get(url, body=requests.ConnectionError("not yet"))
+    responses.get(url, json={"resourceType": "CapabilityStatement", "fhirVersion": "4.0.1"})
+    server = make_server(source_dir, tmp_path, port=8096)
+    fake = fake_server_process(8096)
+    try:
+        time.sleep(0.3)
+        write_pid_file(server, json.dumps({"pid": fake.pid}))
+        status = server.start()
+        assert status.already_running and status.responding and status.fhir_version == "4.0.1"
+        assert len(responses.calls) == 3
+    finally:
+        fake.kill()
+        fake.wait()
+
+
+def test_cli_rejects_a_heap_size_java_would_not_take(source_dir: Path, tmp_path: Path) -> None:
+    env = {"FHIR_SO_SERVER_DIR": str(source_dir), "FHIR_SO_DATA": str(tmp_path)}
+    result = CliRunner().invoke(cli, ["server", "start", "--heap", "1gb"], env=env)
+    assert result.exit_code == 2
+    assert "not a Java heap size" in result.output
