@@ -17,12 +17,13 @@ from typing import Any
 import pytest
 import requests
 
+from fhir_so.terminology import SID_CASE
 from tests.live.bundles import with_unique_identifiers
 from tests.live.conftest import run_fhir_so
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).resolve().parent / "data"
-CASE_ID_SYSTEM = "https://fhir-so.org/fhir/sid/case-id"
+CASE_ID_SYSTEM = SID_CASE  # the project's case-id system: the ServiceRequest's idempotency key
 FHIR_JSON = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
 TIMEOUT = 120
 
