@@ -13,7 +13,6 @@ the first --hapi-sample NDJSON lines to ``POST [type]/$validate`` one by one, as
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import subprocess
 import sys
@@ -26,18 +25,8 @@ import orjson
 
 
 
-def _load_corpus() -> Any:
-    """tests/corpus/make_corpus.py by path (a site-packages "tests" package may shadow ours)."""
-    path = Path(__file__).resolve().parents[1] / "tests" / "corpus" / "make_corpus.py"
-    spec = importlib.util.spec_from_file_location("fhir_so_corpus", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fhir_so_corpus"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-cases = _load_corpus().cases
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project root: tests.corpus is ours
+from tests.corpus.make_corpus import cases  # noqa: E402
 
 FHIR_SO = str(Path(sys.executable).with_name("fhir-so"))
 

@@ -144,6 +144,30 @@ class Package:
         self._reader = reader
         self._parsed: dict[str, dict[str, Any]] = {}
 
+    @classmethod
+    def from_manifest(
+        cls,
+        manifest: dict[str, Any],
+        entries: list[IndexEntry],
+        reader: Callable[[str], bytes],
+        source: str,
+        path: Path | None = None,
+    ) -> Package:
+        """A package described by its (checked) package.json."""
+        canonical = manifest.get("canonical")
+        return cls(
+            name=manifest["name"],
+            version=manifest["version"],
+            fhir_versions=_fhir_versions(manifest),
+            canonical=canonical if isinstance(canonical, str) else None,
+            dependencies=dict(manifest.get("dependencies") or {}),
+            entries=entries,
+            reader=reader,
+            source=source,
+            path=path,
+            manifest=manifest,
+        )
+
     @property
     def spec(self) -> str:
         """'name#version'."""
@@ -275,18 +299,7 @@ def load_folder(folder: Path) -> Package:
     except OSError as exc:
         raise ProfileError(f"cannot read: {exc.strerror or exc}", source=str(manifest_path)) from None
     entries = _folder_entries(folder, str(folder))
-    return Package(
-        name=manifest["name"],
-        version=manifest["version"],
-        fhir_versions=_fhir_versions(manifest),
-        canonical=manifest.get("canonical") if isinstance(manifest.get("canonical"), str) else None,
-        dependencies=dict(manifest.get("dependencies") or {}),
-        entries=entries,
-        reader=lambda name: (folder / name).read_bytes(),
-        source=str(folder),
-        path=folder,
-        manifest=manifest,
-    )
+    return Package.from_manifest(manifest, entries, lambda name: (folder / name).read_bytes(), str(folder), path=folder)
 
 
 def _tgz_members(path: Path) -> dict[str, bytes]:
@@ -321,17 +334,7 @@ def load_tgz(path: Path) -> Package:
             resource = _loads(files[name], f"{pkg_source}/{name}")
             if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str):
                 entries.append(IndexEntry.of(name, resource))
-    return Package(
-        name=manifest["name"],
-        version=manifest["version"],
-        fhir_versions=_fhir_versions(manifest),
-        canonical=manifest.get("canonical") if isinstance(manifest.get("canonical"), str) else None,
-        dependencies=dict(manifest.get("dependencies") or {}),
-        entries=entries,
-        reader=lambda name: files[name],
-        source=pkg_source,
-        manifest=manifest,
-    )
+    return Package.from_manifest(manifest, entries, lambda name: files[name], pkg_source)
 
 
 def _version_key(version: str) -> tuple[tuple[int, int | str], ...]:

@@ -8,7 +8,6 @@ below 99% agreement. Business rules are off here: HAPI knows nothing of the proj
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import sys
 from dataclasses import dataclass, field
@@ -26,18 +25,7 @@ from fhir_so.workflow.remote_validate import RemoteValidator
 
 
 
-def _load_corpus() -> Any:
-    """tests/corpus/make_corpus.py by path (a site-packages "tests" package may shadow ours)."""
-    path = Path(__file__).resolve().parents[2] / "tests" / "corpus" / "make_corpus.py"
-    spec = importlib.util.spec_from_file_location("fhir_so_corpus", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fhir_so_corpus"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-cases = _load_corpus().cases
+from tests.corpus.make_corpus import cases
 
 pytestmark = pytest.mark.live
 
