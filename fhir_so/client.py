@@ -169,7 +169,7 @@ class FhirResponse:
 
     def json(self) -> dict[str, Any] | None:
         """The body as a JSON object, None when empty; ServerError when it is not JSON."""
-        if not self.content.strip():
+        if not self.content or self.content.isspace():
             return None
         try:
             data = orjson.loads(self.content)
@@ -766,6 +766,8 @@ def _origin_of(url: str) -> tuple[str, str, int]:
 
 def _redact_url(url: str) -> str:
     """The URL without user:password and without the values of credential-like parameters."""
+    if "@" not in url and "?" not in url:
+        return url
     try:
         parts = urlsplit(url)
         netloc = parts.netloc.rsplit("@", 1)[-1]
