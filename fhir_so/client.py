@@ -704,12 +704,16 @@ class Search:
         return Search(self._client, self.resource_type, self.params + tuple((name, t) for t in targets))
 
     def sort(self, *keys: str) -> Search:
-        """``_sort``; prefix a key with ``-`` for descending."""
-        return self.where(_sort=",".join(keys))
+        """``_sort`` (replacing any earlier one); prefix a key with ``-`` for descending."""
+        return self._replace("_sort", ",".join(keys))
 
     def page_size(self, count: int) -> Search:
-        """``_count``: how many matches per page (the server may cap it)."""
-        return self.where(_count=count)
+        """``_count`` (replacing any earlier one): matches per page; the server may cap it."""
+        return self._replace("_count", str(count))
+
+    def _replace(self, name: str, value: str) -> Search:
+        kept = tuple(p for p in self.params if p[0] != name)
+        return Search(self._client, self.resource_type, kept + ((name, value),))
 
     def pages(self) -> Iterator[dict[str, Any]]:
         """Each searchset Bundle, following ``next`` links (same origin only) lazily."""

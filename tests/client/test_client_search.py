@@ -124,6 +124,13 @@ def test_first_and_count(rsps: responses.RequestsMock, client: FhirClient) -> No
     assert search.count() == 42
 
 
+def test_page_size_and_sort_replace_earlier_values(rsps: responses.RequestsMock, client: FhirClient) -> None:
+    rsps.get(f"{BASE}/Patient", json=page(["a"]))
+    search = client.search("Patient").page_size(500).sort("name").where(active=True)
+    assert search.first() is not None
+    assert query(rsps.calls[0]) == [("_sort", "name"), ("active", "true"), ("_count", "1")]
+
+
 def test_first_of_nothing_is_none(rsps: responses.RequestsMock, client: FhirClient) -> None:
     rsps.get(f"{BASE}/Patient", json={"resourceType": "Bundle", "type": "searchset", "total": 0})
     assert client.search("Patient", identifier="x|404").first() is None
