@@ -111,6 +111,8 @@ _RETRY_IDEMPOTENT = frozenset(
 )
 # The server refused before doing anything: safe whatever the method.
 _RETRY_ANY = frozenset({HTTPStatus.TOO_MANY_REQUESTS})
+# What a server answers to a POST of a Bundle it cannot process at all.
+_NO_SUCH_INTERACTION = frozenset({HTTPStatus.NOT_FOUND, HTTPStatus.METHOD_NOT_ALLOWED, HTTPStatus.NOT_IMPLEMENTED})
 _IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 
 
@@ -378,7 +380,7 @@ class FhirClient:
                     f"{self.base_url} does not support transactions; "
                     "pass fallback_to_batch=True to send the entries as batches (not atomic)"
                 )
-            self.require("batch")
+            # Not require("batch"): HAPI, for one, handles batches without declaring them.
             return self._batch_fallback(body)
         answer = self.request("POST", "", json=body, idempotent=_transaction_is_idempotent(body))
         return _bundle(answer, "transaction-response")
@@ -613,7 +615,14 @@ class FhirClient:
         applied = 0
         for level in levels:
             batch_entries = [_rewrite_references(entries[i], resolved) for i in level]
-            answer = self.batch({"resourceType": "Bundle", "type": "batch", "entry": batch_entries})
+            try:
+                answer = self.batch({"resourceType": "Bundle", "type": "batch", "entry": batch_entries})
+            except HttpError as exc:
+                if applied == 0 and exc.status in _NO_SUCH_INTERACTION:
+                    raise CapabilityError(
+                        f"{self.base_url} supports neither transactions nor batches ({exc.status})"
+                    ) from exc
+                raise
             response_entries = answer.get("entry") or []
             if len(response_entries) != len(level):
                 raise ServerError(

@@ -10,7 +10,7 @@ import responses
 
 from fhir_so.client import FhirClient
 from fhir_so.errors import CapabilityError, HttpError, InputError
-from tests.client.client_helpers import BASE, capability_statement
+from tests.client.client_helpers import BASE, capability_statement, outcome
 
 PATIENT_URN = "urn:uuid:11111111-1111-4111-8111-111111111111"
 REQUEST_URN = "urn:uuid:22222222-2222-4222-8222-222222222222"
@@ -94,8 +94,19 @@ def test_no_transaction_support_is_a_capability_error(rsps: responses.RequestsMo
 
 def test_no_transaction_and_no_batch(rsps: responses.RequestsMock, client: FhirClient) -> None:
     rsps.get(f"{BASE}/metadata", json=capability_statement("search-system"))
-    with pytest.raises(CapabilityError, match="'batch'"):
+    rsps.post(BASE, status=405, json=outcome("POST to the base URL is not supported"))
+    with pytest.raises(CapabilityError, match="neither transactions nor batches"):
         client.transaction(transaction(), fallback_to_batch=True)
+
+
+def test_batch_fallback_on_a_server_that_does_not_declare_batch(rsps: responses.RequestsMock, client: FhirClient) -> None:
+    # HAPI declares only "transaction" among system interactions, yet handles batches.
+    rsps.get(f"{BASE}/metadata", json=capability_statement("history-system"))
+    rsps.post(BASE, json=batch_response(("201 Created", "Patient/p9/_history/1")))
+    rsps.post(BASE, json=batch_response(("201 Created", "ServiceRequest/sr4/_history/1")))
+    rsps.post(BASE, json=batch_response(("201 Created", "Consent/c1/_history/1")))
+    answer = client.transaction(transaction(), fallback_to_batch=True)
+    assert len(answer["entry"]) == 3
 
 
 def test_batch_fallback_sends_in_dependency_order_and_resolves_urns(
