@@ -88,6 +88,7 @@ Params: TypeAlias = Mapping[str, ParamValue] | Sequence[tuple[str, str]]
 
 _TYPE_RE = re.compile(r"[A-Z][A-Za-z]{1,63}")
 _ID_RE = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+_ABSOLUTE_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*)://")
 _OP_RE = re.compile(r"\$?[A-Za-z][A-Za-z0-9\-_]{0,63}")
 _SECRET_PARAMS = frozenset({"access_token", "token", "password", "client_secret", "client_assertion", "code", "key", "api_key", "apikey"})
 _EXCERPT = 200
@@ -461,9 +462,12 @@ class FhirClient:
 
     def _resolve(self, path_or_url: str, allow_foreign: bool) -> tuple[str, bool]:
         """An absolute URL, and whether credentials may go with it."""
-        if "://" not in path_or_url:
+        absolute = _ABSOLUTE_RE.match(path_or_url)
+        if not absolute:
             path = path_or_url.lstrip("/")
             return (f"{self.base_url}/{path}" if path else self.base_url), True
+        if absolute.group(1).lower() not in ("http", "https"):
+            raise UnsafeUrlError(f"refusing {_redact_url(path_or_url)}: only http and https URLs are fetched")
         if _origin_of(path_or_url) == self._origin:
             return path_or_url, True
         if allow_foreign:

@@ -82,6 +82,19 @@ def test_foreign_urls_are_refused(rsps: responses.RequestsMock, url: str) -> Non
     assert len(rsps.calls) == 0
 
 
+def test_other_schemes_are_refused_even_when_foreign_is_allowed(rsps: responses.RequestsMock) -> None:
+    for url in ("file:///etc/passwd", "ftp://fhir.example.org/r4/x"):
+        with pytest.raises(UnsafeUrlError, match="only http and https"):
+            _client(BearerToken(TOKEN)).request("GET", url, allow_foreign=True)
+
+
+def test_relative_path_with_a_url_in_its_query_stays_relative(rsps: responses.RequestsMock) -> None:
+    rsps.get(f"{BASE}/ValueSet?url=http%3A%2F%2Floinc.org%2Fvs", json={"resourceType": "Bundle", "type": "searchset"})
+    _client(BearerToken(TOKEN)).request("GET", "ValueSet?url=http%3A%2F%2Floinc.org%2Fvs")
+    _client(BearerToken(TOKEN)).request("GET", "ValueSet?url=http://loinc.org/vs")
+    assert all(c.request.headers["Authorization"] == f"Bearer {TOKEN}" for c in rsps.calls)
+
+
 def test_foreign_url_allowed_goes_without_credentials(rsps: responses.RequestsMock) -> None:
     rsps.get("https://files.example.net/scan.pdf", body=b"%PDF-1.7", content_type="application/pdf")
     rsps.get("https://fhir.example.org:443/r4/Binary/1", body=b"%PDF-1.7", content_type="application/pdf")
