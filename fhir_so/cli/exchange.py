@@ -218,18 +218,6 @@ def transfer_command(
         info(f"FLAG: case {result.case_id} is a stat request: an emergency must not wait for the opinion")
 
 
-def _local_server(port: int) -> str:
-    """Start the local HAPI server on ``port`` unless it runs already; its base URL."""
-    from fhir_so.server import LocalServer, ServerConfig
-
-    status = LocalServer(ServerConfig.resolve(os.environ, port=port)).start(progress=info)
-    if status.already_running:
-        info(f"using the local server already running on {status.url}")
-    else:
-        info(f"started the local server on {status.url} in {status.seconds or 0:.0f} s")
-    return status.url
-
-
 @click.command("demo")
 @click.option("--server", envvar="FHIR_SO_SERVER", show_envvar=True, metavar="URL", help="The first physician's server (default: a local server on port 8090, started if needed).")
 @click.option("--second-server", envvar="FHIR_SO_SECOND_SERVER", show_envvar=True, metavar="URL", help="The second-opinion server (default: a local server on port 8091, started if needed).")
@@ -247,8 +235,6 @@ def demo_command(server: str | None, second_server: str | None, examples: Path |
     checked: consent verdicts, server ids, counts. Re-running it duplicates nothing.
     """
     import tempfile
-    from concurrent.futures import ThreadPoolExecutor
-
     from fhir_so.workflow.demo import run_demo
 
     folder = examples or Path(__file__).resolve().parents[2] / "examples"
@@ -256,17 +242,22 @@ def demo_command(server: str | None, second_server: str | None, examples: Path |
         raise InputError("the urology example cases are not here; give --examples DIR", source=str(folder))
     ports = [p for p, url in ((8090, server), (8091, second_server)) if not url]
     if ports:
-        from fhir_so.server import LocalServer, ServerConfig
+        from fhir_so.server import start_servers
 
-        # One build (a no-op when the jar is current), then both servers boot at once.
-        LocalServer(ServerConfig.resolve(os.environ, port=ports[0])).build(progress=info)
-        with ThreadPoolExecutor(max_workers=len(ports)) as pool:
-            started = dict(zip(ports, pool.map(_local_server, ports)))
-        server = server or started.get(8090)
-        second_server = second_server or started.get(8091)
+        started = start_servers(os.environ, ports, progress=info)
+        for status in started.values():
+            if status.already_running:
+                info(f"using the local server already running on {status.url}")
+            else:
+                info(f"started the local server on {status.url} in {status.seconds or 0:.0f} s")
+        server = started[8090].url if 8090 in started else server
+        second_server = started[8091].url if 8091 in started else second_server
     with tempfile.TemporaryDirectory(prefix="fhir-so-demo-") as state_dir, \
             _client(server, timeout) as clinic, _client(second_server, timeout, what="--second-server") as expert:
         run_demo(clinic, expert, examples=folder, state_dir=Path(state_dir), say=click.echo)
+    if ports:
+        stops = " and ".join("fhir-so server stop" + ("" if p == 8090 else f" --port {p}") for p in ports)
+        info(f"the local servers keep running, with the story's data, for a look or the next run; {stops} ends them")
 
 
 COMMANDS: list[click.Command] = [push_command, pull_command, transfer_command, demo_command]
