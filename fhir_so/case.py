@@ -52,6 +52,7 @@ RecordKind = Literal[
     "treatment-plan",
     "medication-list",
     "patient-questions",
+    "consult-note",
 ]
 OpinionStatus = Literal["preliminary", "final", "amended"]
 Concordance = Literal["confirmed", "refined", "different", "inconclusive"]

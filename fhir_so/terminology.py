@@ -130,6 +130,7 @@ RECORD_TYPES: Final[dict[str, Code]] = {
         ("treatment-plan", "18776-5", "Plan of care note"),
         ("medication-list", "10160-0", "History of Medication use Narrative"),
         ("patient-questions", "51855-5", "Patient Note"),
+        ("consult-note", "11488-4", "Consult note"),  # an earlier opinion, sent to the next physician
     )
 }
 RECORD_KIND_BY_LOINC: Final[dict[str, str]] = {c.code: kind for kind, c in RECORD_TYPES.items()}

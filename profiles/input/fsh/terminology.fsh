@@ -102,3 +102,4 @@ Description: "The LOINC document types of the records sent for a second opinion.
 * $loinc#18776-5 "Plan of care note"
 * $loinc#10160-0 "History of Medication use Narrative"
 * $loinc#51855-5 "Patient Note"
+* $loinc#11488-4 "Consult note"
