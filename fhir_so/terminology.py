@@ -54,6 +54,11 @@ VS_CONCORDANCE: Final = f"{CANONICAL}/ValueSet/so-concordance"
 VS_TREATMENT: Final = f"{CANONICAL}/ValueSet/so-treatment"
 VS_RECORD_TYPE: Final = f"{CANONICAL}/ValueSet/so-record-type"
 
+# the rule that raised a validation finding (OperationOutcome.issue.details)
+CS_VALIDATION_RULE: Final = f"{CANONICAL}/CodeSystem/so-validation-rule"
+MIME_TYPES: Final = "urn:ietf:bcp:13"
+LANGUAGES: Final = "urn:ietf:bcp:47"
+
 # the project's profiles
 SD_SERVICE_REQUEST: Final = f"{CANONICAL}/StructureDefinition/so-service-request"
 SD_CONSENT_RECORDS: Final = f"{CANONICAL}/StructureDefinition/so-consent-records"

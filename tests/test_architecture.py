@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,18 @@ def test_case_schema_file_matches_the_models() -> None:
     """Regenerate with: python -m fhir_so.case --write-schema."""
     committed = json.loads((PACKAGE / "schemas" / "case.schema.json").read_text(encoding="utf-8"))
     assert committed == generated_schema()
+
+
+# A string literal that opens with a code or identifier system (prose in docstrings may name one).
+SYSTEM_URI = re.compile(r"""["'](https://fhir-so\.org/fhir|http://terminology\.hl7\.org|http://loinc\.org|http://snomed\.info|http://hl7\.org/fhir/sid|urn:ietf:(bcp|rfc))""")
+
+
+def test_only_terminology_spells_a_system_uri() -> None:
+    spelled = [
+        f"{path.relative_to(PACKAGE.parent)}:{n}"
+        for _, path in modules()
+        if path.name != "terminology.py"
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if SYSTEM_URI.search(line)
+    ]
+    assert not spelled, f"system URIs outside fhir_so/terminology.py: {spelled}"

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterator
 
+from fhir_so import terminology as term
 from fhir_so.validation.findings import CODE_INVALID, INFORMATIONAL, Issue
 from fhir_so.validation.snapshot import DefinitionSource
 
@@ -20,10 +21,10 @@ _SEVERITY = {"required": "error", "extensible": "warning", "preferred": "informa
 
 # the forms of codes in systems that cannot be expanded offline (checked instead of membership)
 _FORMS: dict[str, re.Pattern[str]] = {
-    "http://snomed.info/sct": re.compile(r"[1-9][0-9]{5,17}"),
-    "http://loinc.org": re.compile(r"(LP|LA)?[0-9]{1,8}-[0-9]"),
-    "urn:ietf:bcp:13": re.compile(r"[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+(\s*;.*)?", re.IGNORECASE),
-    "urn:ietf:bcp:47": re.compile(r"[a-zA-Z]{2,8}(-[a-zA-Z0-9]{1,8})*"),
+    term.SNOMED: re.compile(r"[1-9][0-9]{5,17}"),
+    term.LOINC: re.compile(r"(LP|LA)?[0-9]{1,8}-[0-9]"),
+    term.MIME_TYPES: re.compile(r"[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+(\s*;.*)?", re.IGNORECASE),
+    term.LANGUAGES: re.compile(r"[a-zA-Z]{2,8}(-[a-zA-Z0-9]{1,8})*"),
 }
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
+from fhir_so.terminology import CS_VALIDATION_RULE
+
 #: one of "fatal", "error", "warning", "information" (OperationOutcome.issue.severity)
 Severity = str
 
@@ -54,7 +56,7 @@ class Issue:
         out: dict[str, object] = {
             "severity": self.severity,
             "code": self.code,
-            "details": {"coding": [{"system": "https://fhir-so.org/fhir/CodeSystem/so-validation-rule", "code": self.rule}], "text": self.message},
+            "details": {"coding": [{"system": CS_VALIDATION_RULE, "code": self.rule}], "text": self.message},
             "diagnostics": self.message,
         }
         if self.expression:
