@@ -19,6 +19,7 @@ from fhir_so.errors import InputError
 from fhir_so.jsonio import dumps
 from fhir_so.mapping import Graph, Node, case_from_graph, case_to_resources
 from fhir_so.mapping.common import check_r4
+from fhir_so.references import iter_references
 
 Resource = dict[str, Any]
 
@@ -33,9 +34,9 @@ def full_url(case_id: str, key: str) -> str:
     return f"urn:uuid:{uuid.uuid5(_NAMESPACE, f'{case_id}/{key}')}"
 
 
-def search_key(system: str, value: str) -> str:
-    """``identifier=system|value`` with the characters a query needs escaped."""
-    return "identifier=" + quote(f"{system}|{value}", safe="/:|")
+def search_key(system: str, value: str, param: str = "identifier") -> str:
+    """A token search ``param=system|value`` (``identifier`` by default), escaped for a query."""
+    return f"{param}=" + quote(f"{system}|{value}", safe="/:|")
 
 
 def build_bundle(case: Case) -> Resource:
@@ -83,26 +84,12 @@ def bundle_graph(bundle: Any, source: str, *, check: bool = True) -> Graph:
         nodes.append(Node(resource, f"{where}.resource", full if isinstance(full, str) else None))
     graph = Graph(nodes, source)
     for node in nodes:
-        for ref, location in _references(node.resource, node.where):
+        for ref, location in iter_references(node.resource, node.where, skip_contained=True):
             # urn: references only have meaning inside the bundle; relative ones may name server resources.
             if ref.startswith("urn:") and graph.find({"reference": ref}) is None:
                 raise InputError(f"reference {ref!r} does not resolve to an entry in the bundle", source=source, location=location)
     return graph
 
-
-def _references(value: Any, where: str) -> list[tuple[str, str]]:
-    """Every Reference.reference string inside a resource, with its location."""
-    found: list[tuple[str, str]] = []
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if key == "reference" and isinstance(item, str):
-                found.append((item, f"{where}.reference"))
-            elif key != "contained":
-                found += _references(item, f"{where}.{key}")
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            found += _references(item, f"{where}[{i}]")
-    return found
 
 
 def parse_bundle(bundle: Any, source: str = "<bundle>", case_id: str | None = None) -> Case:

@@ -67,6 +67,7 @@ from fhir_so.errors import (
     UnsafeUrlError,
     outcome_lines,
 )
+from fhir_so.references import iter_references, rewrite_references
 
 __all__ = [
     "FHIR_JSON",
@@ -947,19 +948,6 @@ def _location_parts(location: Any) -> tuple[str | None, str | None, str | None]:
     return match.group(1), match.group(2), match.group(3)
 
 
-def _references(value: Any) -> Iterator[str]:
-    """Every ``reference`` string inside a resource."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if key == "reference" and isinstance(item, str):
-                yield item
-            else:
-                yield from _references(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _references(item)
-
-
 def _dependency_levels(entries: Sequence[Mapping[str, Any]]) -> list[list[int]]:
     """Group entry indexes so each group only references entries of earlier groups."""
     by_full_url = {
@@ -967,7 +955,7 @@ def _dependency_levels(entries: Sequence[Mapping[str, Any]]) -> list[list[int]]:
     }
     depends: list[set[int]] = []
     for i, entry in enumerate(entries):
-        targets = {by_full_url[r] for r in _references(entry.get("resource")) if r in by_full_url}
+        targets = {by_full_url[r] for r, _ in iter_references(entry.get("resource")) if r in by_full_url}
         targets.discard(i)
         depends.append(targets)
     levels: list[list[int]] = []
@@ -986,15 +974,4 @@ def _dependency_levels(entries: Sequence[Mapping[str, Any]]) -> list[list[int]]:
 
 def _rewrite_references(entry: Mapping[str, Any], resolved: Mapping[str, str]) -> dict[str, Any]:
     """A copy of the entry whose references to already-created entries use their real ids."""
-
-    def rewrite(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {
-                k: (resolved.get(v, v) if k == "reference" and isinstance(v, str) else rewrite(v))
-                for k, v in value.items()
-            }
-        if isinstance(value, list):
-            return [rewrite(v) for v in value]
-        return value
-
-    return rewrite(dict(entry)) if resolved else dict(entry)
+    return dict(rewrite_references(dict(entry), resolved)) if resolved else dict(entry)

@@ -16,7 +16,7 @@ PACKAGE = Path(fhir_so.__file__).parent
 
 # DESIGN.md: each layer imports only layers above it in this list (errors/jsonio serve all).
 LAYERS = ["errors", "case", "terminology", "mapping", "bundle", "packages", "validation", "client", "workflow", "server", "cli"]
-MODULE_LAYER = {"jsonio": "errors", "profiles": "packages", "auth": "client", "__init__": "cli"}
+MODULE_LAYER = {"jsonio": "errors", "references": "errors", "profiles": "packages", "auth": "client", "__init__": "cli"}
 
 
 def layer_of(module: str) -> int:

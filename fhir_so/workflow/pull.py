@@ -25,6 +25,7 @@ from fhir_so.bundle import parse_bundle
 from fhir_so.case import Case
 from fhir_so.client import FhirClient, Search
 from fhir_so.errors import InputError
+from fhir_so.references import iter_references
 
 __all__ = ["CaseCollector", "case_of", "pull", "pull_bundle", "pull_patient", "pull_patient_bundles", "request_search"]
 
@@ -42,18 +43,6 @@ def _check_id(value: str, what: str) -> str:
     if not isinstance(value, str) or not _ID.fullmatch(value):
         raise InputError(f"{what} must be a FHIR id (1-64 of A-Z a-z 0-9 - .), got {value!r}")
     return value
-
-
-def _references(value: Any) -> Iterator[str]:
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if key == "reference" and isinstance(item, str):
-                yield item
-            elif key != "contained":
-                yield from _references(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _references(item)
 
 
 class CaseCollector:
@@ -101,7 +90,7 @@ class CaseCollector:
         for _ in range(_MAX_ROUNDS):
             missing: dict[str, set[str]] = {}
             for resource in list(self.resources.values()):
-                for ref in _references(resource):
+                for ref, _ in iter_references(resource, skip_contained=True):
                     local = self._local(ref)
                     if local is None or local in self.resources or local in self._absent:
                         continue
@@ -206,7 +195,7 @@ def pull_patient_bundles(client: FhirClient, patient_id: str) -> Iterator[tuple[
                 continue
             collector = CaseCollector(client)
             collector.add(request)
-            for ref in _references(request):
+            for ref, _ in iter_references(request, skip_contained=True):
                 if ref in included:
                     collector.add(included[ref])
             collector.add_case(request)

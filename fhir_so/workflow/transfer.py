@@ -35,6 +35,7 @@ from fhir_so.bundle import build_bundle
 from fhir_so.case import Case, Party
 from fhir_so.client import FhirClient
 from fhir_so.errors import ConsentError, InputError, ServerError
+from fhir_so.references import iter_references, rewrite_references
 from fhir_so.workflow.consent import Verdict, Withheld, check_records_consent, check_report_consent, require
 from fhir_so.workflow.provenance import provenance_bundle
 from fhir_so.workflow.pull import pull
@@ -241,7 +242,7 @@ def _only(bundle: Mapping[str, Any], keep_type: str) -> dict[str, Any]:
     wanted: set[str] = set()
     rewrite: dict[str, str] = {}
     for entry in kept:
-        for ref in _references(entry["resource"]):
+        for ref, _ in iter_references(entry["resource"]):
             target = by_url.get(ref)
             if target is None:
                 continue
@@ -251,23 +252,7 @@ def _only(bundle: Mapping[str, Any], keep_type: str) -> dict[str, Any]:
                 rtype, query = target["request"]["url"].split("?", 1)
                 rewrite[ref] = f"{rtype}?{query}"
     parties = [e for e in entries if e["fullUrl"] in wanted]
-    return {"resourceType": "Bundle", "type": "transaction", "entry": parties + [_rewrite(e, rewrite) for e in kept]}
-
-
-def _references(value: Any) -> list[str]:
-    if isinstance(value, dict):
-        return [value["reference"]] if isinstance(value.get("reference"), str) else [r for v in value.values() for r in _references(v)]
-    if isinstance(value, list):
-        return [r for v in value for r in _references(v)]
-    return []
-
-
-def _rewrite(value: Any, mapping: Mapping[str, str]) -> Any:
-    if isinstance(value, dict):
-        return {k: (mapping.get(v, v) if k == "reference" and isinstance(v, str) else _rewrite(v, mapping)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_rewrite(v, mapping) for v in value]
-    return value
+    return {"resourceType": "Bundle", "type": "transaction", "entry": parties + [rewrite_references(e, rewrite) for e in kept]}
 
 
 def plan_transfer(
