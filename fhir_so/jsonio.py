@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from fhir_so.errors import InputError
 
@@ -62,24 +64,43 @@ def dumps(obj: Any) -> str:
     return json.dumps(obj, indent=2, ensure_ascii=False) + "\n"
 
 
-def write_atomic(path: str | os.PathLike[str], text: str | bytes) -> None:
-    """Write a file so a reader never sees it half-written: temp file in the same folder, then rename."""
+@contextmanager
+def atomic_writer(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
+    """A binary file that appears at ``path`` only when the block ends without error.
+
+    It is written as a temp file in the same folder, then renamed: a reader never sees it
+    half-written, and a failure leaves nothing behind. Errors raised inside the block pass
+    through as they are; creating, syncing or renaming the file fails as an InputError.
+    """
     p = Path(path)
-    data = text.encode("utf-8") if isinstance(text, str) else text
     folder = p.parent if str(p.parent) else Path(".")
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=folder)
     except OSError as exc:
-        raise InputError(f"cannot write: {exc.strerror or exc}", source=str(p)) from None
+        raise _cannot_write(p, exc) from None
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, p)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise InputError(f"cannot write: {exc.strerror or exc}", source=str(p)) from None
+            yield fh
+            try:
+                fh.flush()
+                os.fsync(fh.fileno())
+                os.replace(tmp, p)
+            except OSError as exc:
+                raise _cannot_write(p, exc) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _cannot_write(path: Path, exc: OSError) -> InputError:
+    return InputError(f"cannot write: {exc.strerror or exc}", source=str(path))
+
+
+def write_atomic(path: str | os.PathLike[str], text: str | bytes) -> None:
+    """Write a whole file atomically (see :func:`atomic_writer`)."""
+    p = Path(path)
+    with atomic_writer(p) as fh:
+        try:
+            fh.write(text.encode("utf-8") if isinstance(text, str) else text)
+        except OSError as exc:
+            raise _cannot_write(p, exc) from None

@@ -7,14 +7,12 @@ by entry, so memory stays flat however many inputs there are.
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
 from typing import IO, Callable, Iterable, Protocol, Sequence
 from xml.sax.saxutils import escape, quoteattr
 
 import orjson
 
+from fhir_so.jsonio import atomic_writer
 from fhir_so.validation.findings import Issue
 from fhir_so.validation.sources import Input
 
@@ -206,18 +204,5 @@ def write_report_file(
     on_progress: Callable[[int], None] | None = None,
 ) -> Summary:
     """Like :func:`write_report`, streamed into a temporary file renamed over ``path`` at the end (never half-written)."""
-    from fhir_so.errors import InputError
-
-    target = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent if str(target.parent) else ".")
-    except OSError as exc:
-        raise InputError(f"cannot write: {exc.strerror or exc}", source=path) from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            summary = write_report(results, fmt, fh, on_bad_input=on_bad_input, on_progress=on_progress)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return summary
+    with atomic_writer(path) as fh:
+        return write_report(results, fmt, fh, on_bad_input=on_bad_input, on_progress=on_progress)
