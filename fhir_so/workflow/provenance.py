@@ -18,10 +18,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import quote
-
 from fhir_so import __version__
 from fhir_so import terminology as term
+from fhir_so.bundle import search_key
 
 __all__ = ["DEVICE_ID", "provenance_bundle", "transfer_tag_query"]
 
@@ -32,7 +31,7 @@ _PROVENANCE_URN = "urn:uuid:9b1e6d2c-7a4f-5c83-8e21-3d5a0c4b6f72"
 
 def transfer_tag_query(transfer_id: str) -> str:
     """The search that finds the Provenance of one transfer."""
-    return "_tag=" + quote(f"{term.TAG_TRANSFER}|{transfer_id}", safe="/:|")
+    return search_key(term.TAG_TRANSFER, transfer_id, "_tag")
 
 
 def provenance_bundle(
@@ -69,7 +68,7 @@ def provenance_bundle(
             }
         ],
     }
-    device_query = "identifier=" + quote(f"{term.SID_SOFTWARE}|{DEVICE_ID}", safe="/:|")
+    device_query = search_key(term.SID_SOFTWARE, DEVICE_ID)
     return {
         "resourceType": "Bundle",
         "type": "transaction",
