@@ -77,6 +77,7 @@ __all__ = [
     "Search",
     "SearchEntry",
     "WriteResult",
+    "parse_location",
 ]
 
 log = logging.getLogger("fhir_so.client")
@@ -218,7 +219,7 @@ class WriteResult:
         """The resource's logical id, from the body or the Location header."""
         if self.resource and isinstance(self.resource.get("id"), str):
             return str(self.resource["id"])
-        return _location_parts(self.location)[1]
+        return parse_location(self.location)[1]
 
     @property
     def version_id(self) -> str | None:
@@ -228,7 +229,7 @@ class WriteResult:
         meta = (self.resource or {}).get("meta") or {}
         if isinstance(meta.get("versionId"), str):
             return str(meta["versionId"])
-        return _location_parts(self.location)[2]
+        return parse_location(self.location)[2]
 
 
 class SearchEntry(NamedTuple):
@@ -651,7 +652,7 @@ class FhirClient:
                         outcome=outcome if isinstance(outcome, dict) else None,
                     )
                 full_url = entries[index].get("fullUrl")
-                location = _location_parts(response.get("location"))
+                location = parse_location(response.get("location"))
                 if isinstance(full_url, str) and full_url.startswith("urn:") and location[0] and location[1]:
                     resolved[full_url] = f"{location[0]}/{location[1]}"
                 results[index] = reply
@@ -938,7 +939,7 @@ def _etag_version(etag: str) -> str:
 _LOCATION_RE = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/([A-Za-z0-9\-.]{1,64}))?/?$")
 
 
-def _location_parts(location: Any) -> tuple[str | None, str | None, str | None]:
+def parse_location(location: Any) -> tuple[str | None, str | None, str | None]:
     """(type, id, version) from a Location like ``.../Patient/1/_history/2``."""
     if not isinstance(location, str):
         return None, None, None

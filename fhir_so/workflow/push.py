@@ -20,7 +20,7 @@ from typing import Any, Literal
 from fhir_so import terminology as term
 from fhir_so.bundle import build_bundle
 from fhir_so.case import Case
-from fhir_so.client import FhirClient
+from fhir_so.client import FhirClient, parse_location
 from fhir_so.errors import InputError, ServerError
 
 __all__ = ["Outcome", "PushResult", "PushedEntry", "classify_entry", "push", "transaction_of"]
@@ -155,26 +155,10 @@ def _outcome_codes(outcome: Any) -> set[str]:
     return codes
 
 
-def _location(location: Any) -> tuple[str | None, str | None, str | None]:
-    """(type, id, version) from ``Type/id/_history/v`` (relative or absolute)."""
-    if not isinstance(location, str):
-        return None, None, None
-    parts = location.split("?")[0].rstrip("/").split("/")
-    if "_history" in parts:
-        i = parts.index("_history")
-        version = parts[i + 1] if i + 1 < len(parts) else None
-        parts = parts[:i]
-    else:
-        version = None
-    if len(parts) < 2:
-        return None, None, version
-    return parts[-2], parts[-1], version
-
-
 def classify_entry(request: Mapping[str, Any], response: Mapping[str, Any]) -> tuple[Outcome, str | None, str | None, str | None]:
     """(outcome, type, id, version) of one transaction-response entry for the entry sent."""
     status = _status_code(response.get("status"))
-    rtype, rid, version = _location(response.get("location"))
+    rtype, rid, version = parse_location(response.get("location"))
     etag = response.get("etag")
     if isinstance(etag, str) and etag:
         version = etag.removeprefix("W/").strip('"') or version
