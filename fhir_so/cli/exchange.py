@@ -15,12 +15,12 @@ import click
 
 from fhir_so.auth import Auth, auth_from_env
 from fhir_so.bundle import parse_bundle
-from fhir_so.case import case_from_dict
 from fhir_so.cli.common import emit_json, info, json_option, server_option, translate_errors, write_or_echo
 from fhir_so.client import FhirClient
 from fhir_so.errors import InputError
-from fhir_so.jsonio import dumps, load_json_object, write_atomic
+from fhir_so.jsonio import dumps, write_atomic
 from fhir_so.workflow import case_of, pull_bundle, pull_patient_bundles, push, transfer
+from fhir_so.workflow.push import load_push_input
 
 _PREFIXES = ("FHIR_SO_FROM_", "FHIR_SO_TO_")
 _AUTH_NAMES = (
@@ -72,14 +72,7 @@ def push_command(path: str, server: str | None, timeout: float, as_json: bool) -
       fhir-so push examples/urology-second-opinion.case.json --server http://127.0.0.1:8090/fhir
       fhir-so push bundle.json --json | jq .request_id
     """
-    data = load_json_object(path)
-    payload: Any
-    if data.get("resourceType") == "Bundle":
-        if data.get("type") != "transaction":
-            raise InputError(f"expected a transaction Bundle (or a case file), got type {data.get('type')!r}", source=path, location="Bundle.type")
-        payload = data
-    else:
-        payload = case_from_dict(data, path, Path(path).parent)
+    payload = load_push_input(path)
     with _client(server, timeout) as client:
         result = push(client, payload)
     if result.stat:

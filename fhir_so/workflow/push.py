@@ -15,13 +15,16 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
+from os import PathLike
+from pathlib import Path
 from typing import Any, Literal
 
 from fhir_so import terminology as term
 from fhir_so.bundle import build_bundle
-from fhir_so.case import Case
+from fhir_so.case import Case, case_from_dict
 from fhir_so.client import FhirClient, parse_location
 from fhir_so.errors import InputError, ServerError
+from fhir_so.jsonio import load_json_object
 
 __all__ = ["Outcome", "PushResult", "PushedEntry", "classify_entry", "push", "transaction_of"]
 
@@ -123,6 +126,16 @@ def transaction_of(case_or_bundle: Case | Mapping[str, Any]) -> dict[str, Any]:
     if bundle.get("resourceType") != "Bundle" or bundle.get("type") != "transaction":
         raise InputError("push sends a case or a transaction Bundle", location="Bundle.type")
     return bundle
+
+
+def load_push_input(path: str | PathLike[str]) -> Case | dict[str, Any]:
+    """What a file holds for push: a transaction Bundle as is, or a case file (schema-checked)."""
+    data = load_json_object(path)
+    if data.get("resourceType") != "Bundle":
+        return case_from_dict(data, str(path), Path(path).parent)
+    if data.get("type") != "transaction":
+        raise InputError(f"expected a transaction Bundle (or a case file), got type {data.get('type')!r}", source=str(path), location="Bundle.type")
+    return data
 
 
 def _case_facts(bundle: Mapping[str, Any]) -> tuple[str | None, bool]:
