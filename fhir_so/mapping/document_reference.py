@@ -17,7 +17,6 @@ from fhir_so.mapping.common import (
     codings,
     first_identifier,
     identifier,
-    party_key,
     reference,
     with_profile,
 )
@@ -75,7 +74,3 @@ def record_from_fhir(node: Node, graph: Graph, case_id: str) -> Record:
         content=attachment_from_fhir(contents[0]["attachment"], f"{where}.content[0].attachment", source),
         restricted=term.RESTRICTED.code in labels,
     )
-
-
-def author_key(record: Record) -> str | None:
-    return party_key(record.author) if record.author else None
