@@ -80,7 +80,6 @@ CONSENT_POLICY: Final = "http://terminology.hl7.org/CodeSystem/consentpolicycode
 RESOURCE_TYPES: Final = "http://hl7.org/fhir/resource-types"
 PROVENANCE_PARTICIPANT: Final = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
 V3_DATA_OPERATION: Final = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
-FHIR_EXT_BASE: Final = "http://hl7.org/fhir/StructureDefinition"
 
 # --- ServiceRequest ---------------------------------------------------------------------------
 CONSULTATION: Final = Code(SNOMED, "11429006", "Consultation")
