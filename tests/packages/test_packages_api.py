@@ -1,0 +1,44 @@
+"""The fhir_so.packages package: its public face is complete and sorted, and no room reaches into another's private names."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import fhir_so.packages as packages
+
+ROOT = Path(packages.__file__).parent
+
+
+def test_all_is_sorted_complete_and_resolves() -> None:
+    assert packages.__all__ == sorted(packages.__all__)
+    public = {n for n, v in vars(packages).items() if not n.startswith("_") and n != "annotations" and type(v).__name__ != "module"}
+    assert set(packages.__all__) == public
+    for name in packages.__all__:
+        assert getattr(packages, name) is not None, name
+
+
+def private_imports(tree: ast.AST) -> list[str]:
+    """Names with a leading underscore imported from another fhir_so module, or read off one as an attribute."""
+    found = []
+    own = {"self", "cls"} | {n.name for n in ast.walk(tree) if isinstance(n, ast.ClassDef)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("fhir_so"):
+            found += [f"{node.module}.{a.name}" for a in node.names if a.name.startswith("_")]
+        elif isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+            base = node.value
+            # self._x, cls._x and a class of this module are its own business; pkg._reader is not
+            if not (isinstance(base, ast.Name) and base.id in own):
+                found.append(f"{ast.unparse(base)}.{node.attr}")
+    return found
+
+
+def test_no_module_uses_a_private_name_of_another() -> None:
+    offenders = {p.name: private_imports(ast.parse(p.read_text(encoding="utf-8"))) for p in sorted(ROOT.glob("*.py"))}
+    offenders = {k: v for k, v in offenders.items() if v}
+    assert not offenders, offenders
+
+
+def test_the_guard_catches_a_planted_violation() -> None:
+    planted = ast.parse("from fhir_so.packages.model import _str_or_none\ndef f(pkg):\n    return pkg._reader('x')\n")
+    assert private_imports(planted) == ["fhir_so.packages.model._str_or_none", "pkg._reader"]
