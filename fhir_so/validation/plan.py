@@ -155,9 +155,11 @@ def _make_node(el: dict[str, Any], sd_type: str, is_root: bool) -> Node:
             target_profiles.extend(str(p) for p in t["targetProfile"])
     target_types: tuple[str, ...] | None = None
     if target_profiles and "Reference" in types:
-        names = tuple(p.rsplit("/", 1)[-1] for p in target_profiles if p.startswith(_SD_PREFIX))
-        # a profile URL outside core (a project profile) is resolved to its type by the walker, lazily
-        target_types = None if "Resource" in names or len(names) < len(target_profiles) else names
+        # 'http://hl7.org/fhir/StructureDefinition/Practitioner|4.0.1' names the type Practitioner (IGs pin versions);
+        # a core profile (vitalsigns) or a profile outside core is resolved to its type by the walker, lazily
+        bare = [p.partition("|")[0] for p in target_profiles]
+        names = tuple(n for n in (p.rsplit("/", 1)[-1] for p in bare if p.startswith(_SD_PREFIX)) if n[:1].isupper())
+        target_types = None if "Resource" in names or len(names) < len(target_profiles) else tuple(dict.fromkeys(names))
     fixed, pattern = _fixed_pattern(el)
     binding = None
     b = el.get("binding")

@@ -4,8 +4,10 @@ Discriminators supported: ``value`` and ``pattern`` (the fixed/pattern value, or
 binding, of the element at the discriminator path in the slice), ``type``, ``profile`` (the
 item conforms to the slice's type profile) and ``exists``. Rules: open, closed (an item that
 fits no slice is an error), openAtEnd (unmatched items only after the matched ones) and
-ordered (items in the order of the slices). A discriminator path through ``resolve()`` cannot
-be followed offline and is ignored.
+ordered (items in the order of the slices). A ``resolve()`` discriminator (type or profile) is
+followed to a resource of the same Bundle or a contained one; one that cannot be resolved offline
+(a reference outside any Bundle, a path beyond ``resolve()``) is ignored. An item that surely fits
+two slices is an error, as in the HL7 validator ("matches more than one slice").
 """
 
 from __future__ import annotations
@@ -36,11 +38,19 @@ class SliceMatcher:
         assert slicing is not None  # the walker calls this only for sliced elements
         slices = slicing.slices
         assigned: list[int] = []
-        for x in items:
-            idx = -1
+        also: dict[int, int] = {}  # item -> a second slice it surely matches too
+        for i, x in enumerate(items):
+            idx, sure = -1, False
             for si, s in enumerate(slices):
-                if self.matches(s, slicing.discriminators, code, x, ctx):
-                    idx = si
+                found = self.match(s, slicing.discriminators, code, x, ctx)
+                if found is False:
+                    continue
+                if idx < 0:
+                    idx, sure = si, found is True
+                    if not sure:
+                        break  # a discriminator that cannot be evaluated offline: the first fitting slice, as before
+                elif found is True and not _reslice(slices[idx], s):
+                    also[i] = si  # HL7: "Element matches more than one slice"; the item keeps its first slice
                     break
             assigned.append(idx)
         sink = ctx.sink
@@ -49,6 +59,9 @@ class SliceMatcher:
         highest = -1
         for i, (x, si) in enumerate(zip(items, assigned)):
             at = f"{loc}[{i}]" if node.is_array else loc
+            if i in also:
+                first, second = slices[si].slice_name, slices[also[i]].slice_name
+                sink.append(Issue("error", STRUCTURE, at, f"this item matches more than one slice of {node.path}: {first}, {second}", "slicing-multiple"))
             if si < 0:
                 if slicing.rules == "closed":
                     sink.append(Issue("error", STRUCTURE, at, f"this item matches none of the slices of {node.path}, and the slicing is closed", "slicing"))
@@ -58,7 +71,8 @@ class SliceMatcher:
                 if slicing.ordered and si < highest:
                     sink.append(Issue("error", STRUCTURE, at, f"the slices of {node.path} must be in order: {slices[si].slice_name} comes after {slices[highest].slice_name}", "slicing"))
                 highest = max(highest, si)
-            target = slices[si] if si >= 0 else node
+            # an item that fits two slices is checked against the sliced element only, not a slice picked at random
+            target = slices[si] if si >= 0 and i not in also else node
             if x is None and prim_ext is not None:
                 continue
             item_code = code
@@ -80,11 +94,24 @@ class SliceMatcher:
     # -- matching ------------------------------------------------------------------------------------------
     def matches(self, s: Node, discriminators: tuple[Discriminator, ...], code: str, x: Any, ctx: "_Ctx") -> bool:
         """True when the item fits the slice on every discriminator that can be evaluated."""
+        return self.match(s, discriminators, code, x, ctx) is not False
+
+    def match(self, s: Node, discriminators: tuple[Discriminator, ...], code: str, x: Any, ctx: "_Ctx") -> bool | None:
+        """True: the item fits the slice; False: it does not; None: it fits on every discriminator that could be evaluated."""
+        sure = True
         for d in discriminators:
+            if d.path == "resolve()":
+                fits = self._match_resolved(s, d.kind, x, ctx)
+                if fits is False:
+                    return False
+                sure = sure and fits is True
+                continue
             if "resolve()" in d.path:
+                sure = False
                 continue
             target = self._target(s, d.path)
             if target is None:
+                sure = False
                 continue
             values = _values_at(x, d.path)
             kind = d.kind
@@ -95,6 +122,8 @@ class SliceMatcher:
                         exp = self._walker.terminology.expand(target.binding[1])
                         if exp is None or not any(_in_expansion(exp, v) for v in values):
                             return False
+                    else:
+                        sure = False  # nothing fixed to compare with
                     continue
                 if not any(matches_pattern(v, expected) for v in values):
                     return False
@@ -121,22 +150,71 @@ class SliceMatcher:
             elif kind == "profile":
                 profiles = [p for ps in target.type_profiles.values() for p in ps]
                 if not profiles:
+                    sure = False
                     continue
                 for v in values or [None]:
                     if v is None:
                         return False
                     probe: list[Issue] = []
                     if isinstance(v, dict) and "resourceType" in v:
-                        self._walker.resource(v, "probe", probe, profiles=profiles[:1])
+                        self._walker.resource(v, "probe", probe, profiles=profiles[:1], bundle=ctx.bundle)
                     else:
                         plan = self._walker.plans.plan(profiles[0])
                         if plan is None:
                             continue
                         pctx = self._walker.probe_context(probe, ctx)
                         self._walker.complex(plan.root, plan.type, v, "probe", pctx)
-                    if any(i.is_error for i in probe):
+                    if not self._conforms(probe, v):
                         return False
+            else:
+                sure = False  # a discriminator kind this matcher does not know
+        return True if sure else None
+
+    def _match_resolved(self, s: Node, kind: str, x: Any, ctx: "_Ctx") -> bool | None:
+        """A 'type' or 'profile' discriminator on resolve(): the referenced resource, found in the Bundle or contained."""
+        if kind not in ("type", "profile") or not s.target_profiles:
+            return None
+        ref = x.get("reference") if isinstance(x, dict) else None
+        if not isinstance(ref, str):
+            return None
+        res = _contained(ctx.resource, ref[1:]) if ref.startswith("#") else (ctx.bundle.resolve(ref) if ctx.bundle is not None else None)
+        if res is None:
+            # outside a Bundle nothing can be resolved offline: leave it open; inside one, an unresolved item fits no slice
+            return None if ctx.bundle is None or ref.startswith("#") else False
+        plans = [self._walker.plans.plan(url) for url in s.target_profiles]
+        if kind == "type":
+            types = {p.type for p in plans if p is not None}
+            return None if not types or "Resource" in types else res.get("resourceType") in types
+        for url, plan in zip(s.target_profiles, plans):
+            if plan is None:
+                return None
+            if plan.type != res.get("resourceType") and plan.type != "Resource":
+                continue
+            probe: list[Issue] = []
+            self._walker.resource(res, "probe", probe, profiles=[url], bundle=ctx.bundle)
+            if self._conforms(probe, res):
+                return True
+        return False
+
+    def _conforms(self, probe: list[Issue], value: Any) -> bool:
+        """Whether a probe against a slice's profile found no error that the HL7 validator would also find offline.
+
+        Offline, the HL7 validator cannot tell whether a code of a code system it does not have (LOINC, SNOMED CT)
+        is in a value set, even one that lists its codes: such a code is unknown, and the item conforms. fhir-so
+        can tell from the list, and still reports it when it validates the item against the slice it is given;
+        only the choice of slice follows the HL7 validator, so both assign the same items to the same slices.
+        """
+        for issue in probe:
+            if issue.is_error and not (issue.rule == "binding" and self._codes_unknown_offline(value, issue.expression)):
+                return False
         return True
+
+    def _codes_unknown_offline(self, value: Any, expression: str) -> bool:
+        found = _at(value, expression.split(".", 1)[1] if "." in expression else "")
+        codings = found if isinstance(found, list) else [found]
+        systems = [c.get("system") for c in codings if isinstance(c, dict) and isinstance(c.get("code"), str)]
+        terminology = self._walker.terminology
+        return bool(systems) and all(isinstance(sy, str) and terminology.system_codes(sy) is None for sy in systems)
 
     def _target(self, s: Node, path: str) -> Node | None:
         key = (id(s), path)
@@ -197,6 +275,32 @@ def matches_pattern(value: Any, pattern: Any) -> bool:
                 return False
         return True
     return bool(value == pattern)
+
+
+def _reslice(first: Node, other: Node) -> bool:
+    """Whether one slice re-slices the other ('a/b' of 'a'): matching both is then expected."""
+    a, b = first.slice_name or "", other.slice_name or ""
+    return b.startswith(a + "/") or a.startswith(b + "/")
+
+
+def _at(value: Any, path: str) -> Any:
+    """The value at a location such as 'component[0].code.coding' (None when there is none)."""
+    for seg in path.split(".") if path else ():
+        name, _, index = seg.partition("[")
+        value = value.get(name) if isinstance(value, dict) else None
+        if index:
+            try:
+                value = value[int(index.rstrip("]"))] if isinstance(value, list) else None
+            except (ValueError, IndexError):
+                return None
+    return value
+
+
+def _contained(resource: Any, rid: str) -> dict[str, Any] | None:
+    for c in as_list(resource.get("contained") if isinstance(resource, dict) else None, []):
+        if isinstance(c, dict) and c.get("id") == rid:
+            return c
+    return None
 
 
 def _segments(path: str) -> list[str]:
