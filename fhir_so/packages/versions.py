@@ -1,4 +1,11 @@
-"""Package references and versions: 'NAME#VERSION', version ordering, matching a dependency's version."""
+"""Package references and versions: 'NAME#VERSION', version ordering, and the nearest available version.
+
+When the exact version a package asks for is on no registry, the HL7 tools (``FilesystemPackageCacheManager
+.loadFromPackageServer``) try the latest patch of the same major.minor (``MAJ.MIN.x``) and otherwise give up.
+fhir-so goes one step further so that an implementation guide whose dependencies were never published at the
+exact version still loads: the same major.minor first, else the highest version below, else the lowest above.
+Every substitution is reported as a warning by the caller.
+"""
 
 from __future__ import annotations
 
@@ -28,6 +35,10 @@ def _release_key(version: str) -> tuple[VersionKey, int]:
     return version_key(core), (0 if dash else 1)
 
 
+def _major_minor(version: str) -> tuple[str, ...]:
+    return tuple(version.partition("-")[0].split(".")[:2])
+
+
 def match_version(wanted: str, available: Iterable[str]) -> str | None:
     """The version that satisfies a dependency exactly: the same string, 'latest'-like tags, or 'X.Y.x' wildcards."""
     versions = list(available)
@@ -40,3 +51,18 @@ def match_version(wanted: str, available: Iterable[str]) -> str | None:
         matching = [v for v in versions if v.startswith(prefix)]
         return max(matching, key=_release_key) if matching else None
     return None
+
+
+def nearest_version(wanted: str, available: Iterable[str]) -> str | None:
+    """The exact match, else the nearest: the highest of the same major.minor, else the highest below, else the lowest above."""
+    versions = list(available)
+    exact = match_version(wanted, versions)
+    if exact is not None or not versions:
+        return exact
+    same = [v for v in versions if _major_minor(v) == _major_minor(wanted)]
+    if same:
+        return max(same, key=_release_key)
+    below = [v for v in versions if _release_key(v) < _release_key(wanted)]
+    if below:
+        return max(below, key=_release_key)
+    return min(versions, key=_release_key)
