@@ -310,7 +310,7 @@ class PackageCache:
         if found is None:
             if substitute:
                 raise _NotOnAnyRegistry(name)
-            raise ProfileError(f"package {name}#{version} is on no package registry ({', '.join(registry.registries)})")
+            raise ProfileError(f"package {name}#{version} is on no package registry ({registry.consulted()})")
         release, other = found
         if other and not substitute:
             raise ProfileError(

@@ -97,6 +97,19 @@ class RegistryClient:
         if self._own_session:
             self.session.close()
 
+    @property
+    def unreachable(self) -> list[str]:
+        """The registries that could not be reached so far (skipped from then on)."""
+        return [r for r in self.registries if r in self._unreachable]
+
+    def consulted(self) -> str:
+        """Which registries a 'not found' covers, for messages: the ones that answered, and the ones that did not."""
+        answered = [r for r in self.registries if r not in self._unreachable]
+        text = ", ".join(answered)
+        if self._unreachable:
+            text += f"; not reachable: {', '.join(self.unreachable)}"
+        return text
+
     def _note(self, message: str) -> None:
         self.notes.append(message)
         if self._on_note is not None:
