@@ -16,6 +16,7 @@ from fhir_so.packages import (
     PackageCache,
     RegistryClient,
     find_definitions_dir,
+    install_from_registry,
     parse_spec,
     registries_from_env,
 )
@@ -112,7 +113,7 @@ def install_command(cache_dir: Path | None, registries: tuple[str, ...], spec: s
     downloaded: list[str] = []
     if parse_spec(spec) and not Path(spec).expanduser().exists():
         with registry_factory(registries)() as registry:
-            result = cache.install_from_registry(spec, registry)
+            result = install_from_registry(cache, spec, registry)
         for warning in result.warnings:
             info(f"warning: {warning}")
         pkg, downloaded = result.package, result.downloaded

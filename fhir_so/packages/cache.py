@@ -4,10 +4,11 @@ The cache uses the standard layout ``<root>/NAME#VERSION/package/`` (root: ``$FH
 ``~/.fhir/packages``, the folder SUSHI and the HL7 validator share). A package is written into a temporary
 folder and renamed into place, so no reader ever sees half a package.
 
-A package installed from a registry gets a record next to its ``package/`` folder (``fhir-so-install.json``):
-where it came from, its checksum, and which version of each dependency was installed for it (a substitute
-when the exact one is on no registry, none when the package is on no registry at all). Loading its
-definitions later follows that record, so an installed package loads offline, with the same warnings.
+A package installed from a registry (:mod:`fhir_so.packages.install`) gets a record next to its ``package/``
+folder (``fhir-so-install.json``): where it came from, its checksum, and which version of each dependency
+was installed for it (a substitute when the exact one is on no registry, none when the package is on no
+registry at all). Loading its definitions here follows that record, so an installed package loads offline,
+with the same warnings.
 """
 
 from __future__ import annotations
@@ -16,19 +17,16 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from fhir_so.errors import InputError, ProfileError, ServerError
-from fhir_so.jsonio import write_atomic
-from fhir_so.packages.archive import load_tgz, unpack_package
+from fhir_so.errors import ProfileError
+from fhir_so.packages.archive import load_tgz
 from fhir_so.packages.definitions import Definitions
 from fhir_so.packages.folder import load_folder, write_index
 from fhir_so.packages.model import CORE_NAME, CORE_SPEC, CORE_VERSION, Package, is_core_dependency
-from fhir_so.packages.registry import Release, RegistryClient
 from fhir_so.packages.seed import SCHEMA_RELPATH, STUB_VERSION, core_seed_stamp, is_seeded, write_core, write_stub
 from fhir_so.packages.versions import match_version, nearest_version, parse_spec, version_key
 
@@ -39,16 +37,6 @@ def default_cache_root() -> Path:
     """The package cache folder: $FHIR_SO_PACKAGES, else ~/.fhir/packages."""
     env = os.environ.get("FHIR_SO_PACKAGES")
     return Path(env).expanduser() if env else Path.home() / ".fhir" / "packages"
-
-
-@dataclass
-class InstallResult:
-    """What an install by name did: the package asked for, what was downloaded, what the cache had, the warnings."""
-
-    package: Package
-    downloaded: list[str] = field(default_factory=list)
-    cached: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
 
 
 class PackageCache:
@@ -95,7 +83,7 @@ class PackageCache:
             return {}
         return doc if isinstance(doc, dict) else {}
 
-    def _recorded_dependency(self, pkg: Package, dep_name: str, dep_version: str) -> tuple[bool, str | None]:
+    def recorded_dependency(self, pkg: Package, dep_name: str, dep_version: str) -> tuple[bool, str | None]:
         """(recorded?, version) of a dependency as resolved when pkg was installed; version None = on no registry."""
         deps = self.install_record(pkg.name, pkg.version).get("dependencies")
         row = deps.get(dep_name) if isinstance(deps, dict) else None
@@ -154,7 +142,7 @@ class PackageCache:
                     continue
                 resolved = self.resolve_version(dep_name, dep_version)
                 if resolved is None:
-                    recorded, resolved = self._recorded_dependency(pkg, dep_name, dep_version)
+                    recorded, resolved = self.recorded_dependency(pkg, dep_name, dep_version)
                     if recorded and resolved is None:
                         warnings.append(f"{pkg.spec} depends on {dep_name}#{dep_version}, which is on no package registry: its definitions are missing")
                         continue
@@ -236,147 +224,7 @@ class PackageCache:
         self._loaded.pop(spec, None)
         return self.load(f"{pkg.name}#{pkg.version}")
 
-    # --- installing by name from registries ---------------------------------------------------
-
     def is_cached(self, spec: str) -> bool:
         """Whether 'name#version' (exact or wildcard, a stub only when named exactly) is in the cache."""
         named = parse_spec(spec)
         return named is not None and self.resolve_version(*named) is not None
-
-    def install_from_registry(self, spec: str, registry: RegistryClient) -> InstallResult:
-        """Install 'name#version' and its dependencies (recursively) from the registries; what is cached is reused.
-
-        The package asked for must exist at that version (or tag); a dependency missing at its exact version is
-        replaced by the nearest version of the same package, one on no registry is left out: both with a warning.
-        A cache hit all the way down sends no request at all.
-        """
-        named = parse_spec(spec)
-        if named is None:
-            raise ProfileError(f"not a package reference: {spec!r} (expected NAME#VERSION, e.g. hl7.fhir.uv.ips#2.0.0)")
-        name, version = named
-        if is_core_dependency(name):
-            raise ProfileError(f"{spec}: core R4 is not installed from a registry (run: fhir-so packages seed)")
-        result = _Progress()
-        top = self._obtain(name, version, registry, result, substitute=False)
-        visited: set[str] = set()
-        queue = [top]
-        while queue:
-            pkg = queue.pop(0)
-            if pkg.spec in visited:
-                continue
-            visited.add(pkg.spec)  # dependencies refer back to each other across versions: each is expanded once
-            rows: dict[str, dict[str, str | None]] = {}
-            for dep_name, dep_version in pkg.dependencies.items():
-                if is_core_dependency(dep_name):
-                    continue
-                dep = self._dependency(pkg, dep_name, dep_version, registry, result)
-                rows[dep_name] = {"wanted": dep_version, "installed": dep.version if dep else None}
-                if dep is not None:
-                    queue.append(dep)
-            self._write_dependency_record(pkg, rows)
-        return InstallResult(top, result.downloaded, result.cached, result.warnings)
-
-    def _dependency(self, pkg: Package, name: str, version: str, registry: RegistryClient, result: _Progress) -> Package | None:
-        cached = self.resolve_version(name, version)
-        if cached is None:
-            recorded, chosen = self._recorded_dependency(pkg, name, version)
-            if recorded and chosen is None:
-                result.warnings.append(f"{pkg.spec} depends on {name}#{version}, which is on no package registry: left out")
-                return None
-            cached = chosen
-        if cached is not None:
-            dep = self.load(f"{name}#{cached}")
-            if dep.spec not in result.cached and dep.spec not in result.downloaded:
-                result.cached.append(dep.spec)
-            if cached != version and match_version(version, [cached]) is None:
-                result.warnings.append(f"{pkg.spec} depends on {name}#{version}; using {name}#{cached} instead")
-            return dep
-        try:
-            return self._obtain(name, version, registry, result, substitute=True, dependent=pkg.spec)
-        except _NotOnAnyRegistry:
-            result.warnings.append(f"{pkg.spec} depends on {name}#{version}, which is on no package registry: left out")
-            return None
-
-    def _obtain(
-        self, name: str, version: str, registry: RegistryClient, result: _Progress, *, substitute: bool, dependent: str = ""
-    ) -> Package:
-        """The package from the cache, or downloaded; a dependency may get a substitute version."""
-        cached = self.resolve_version(name, version)
-        if cached is not None:
-            pkg = self.load(f"{name}#{cached}")
-            result.cached.append(pkg.spec)
-            return pkg
-        found = registry.resolve(name, version)
-        if found is None:
-            if substitute:
-                raise _NotOnAnyRegistry(name)
-            raise ProfileError(f"package {name}#{version} is on no package registry ({registry.consulted()})")
-        release, other = found
-        if other and not substitute:
-            raise ProfileError(
-                f"package {name}#{version} is not on any package registry; the nearest version there is {release.version}"
-                f" (ask for {name}#{release.version})"
-            )
-        if other:
-            result.warnings.append(f"{dependent} depends on {name}#{version}, which is on no package registry; using {release.spec} instead")
-        if self.resolve_version(name, release.version) is None:
-            self._install_release(release, registry)
-            result.downloaded.append(release.spec)
-        else:
-            result.cached.append(release.spec)
-        return self.load(release.spec)
-
-    def _install_release(self, release: Release, registry: RegistryClient) -> None:
-        data = registry.download(release)  # integrity checked before anything touches the cache
-        source = f"{release.tarball}"
-
-        def build(folder: Path) -> None:
-            manifest = unpack_package(data, folder, source)
-            if (manifest["name"], manifest["version"]) != (release.name, release.version):
-                raise ServerError(
-                    f"package {release.spec}: the tarball from {release.registry} holds "
-                    f"{manifest['name']}#{manifest['version']}; nothing was installed"
-                )
-            load_folder(folder)  # writes .index.json now, so the package is complete when it appears
-
-        record = {"registry": release.registry, "tarball": release.tarball, "integrity": release.integrity, "shasum": release.shasum}
-        self.replace_package(release.name, release.version, build, record=record)
-
-    def _write_dependency_record(self, pkg: Package, rows: dict[str, dict[str, str | None]]) -> None:
-        if pkg.path is None or pkg.path.parent != self.package_dir(pkg.name, pkg.version):
-            return
-        record = self.install_record(pkg.name, pkg.version)
-        if record.get("dependencies") == rows:
-            return  # unchanged: a cache hit writes nothing
-        record["dependencies"] = rows
-        try:
-            write_atomic(pkg.path.parent / INSTALL_RECORD, orjson.dumps(record, option=orjson.OPT_INDENT_2))
-        except InputError:
-            pass  # a read-only cache: the next load resolves by nearest version instead, with the same warnings
-
-    def ensure_installed(self, specs: Sequence[str], registry_factory: Callable[[], RegistryClient]) -> list[str]:
-        """Install from the registries each 'name#version' of specs that is not in the cache; return the warnings.
-
-        Folders and .tgz files are left to :meth:`load`; the registry client is made only when something is missing.
-        """
-        warnings: list[str] = []
-        missing = [s for s in specs if parse_spec(s) and not Path(s).expanduser().exists() and not self.is_cached(s)]
-        if not missing:
-            return warnings
-        with registry_factory() as registry:
-            for spec in missing:
-                warnings.extend(self.install_from_registry(spec, registry).warnings)
-        return warnings
-
-
-@dataclass
-class _Progress:
-    """What an install has done so far (becomes the InstallResult)."""
-
-    downloaded: list[str] = field(default_factory=list)
-    cached: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-
-class _NotOnAnyRegistry(Exception):
-    """A dependency that no registry lists at any version (internal: becomes a warning)."""

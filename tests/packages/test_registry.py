@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 from fhir_so.cli import cli
 from fhir_so.errors import ProfileError, ServerError, TransportError
-from fhir_so.packages import STUB_VERSION, PackageCache, RegistryClient, nearest_version, registries_from_env
+from fhir_so.packages import STUB_VERSION, PackageCache, RegistryClient, install_from_registry, nearest_version, registries_from_env
 
 FHIR = "https://packages.example.org"
 NPM = "https://npm.example.org"
@@ -90,7 +90,7 @@ def test_the_first_registry_down_falls_back_to_the_next_once_with_a_note(cache: 
     publish(rsps, NPM, "ex.top", {"1.0.0": tgz("ex.top", "1.0.0", {"ex.dep": "2.0.0"})}, deps={"1.0.0": {"ex.dep": "2.0.0"}})
     publish(rsps, NPM, "ex.dep", {"2.0.0": tgz("ex.dep", "2.0.0")})
     with client() as reg:
-        result = cache.install_from_registry("ex.top#1.0.0", reg)
+        result = install_from_registry(cache, "ex.top#1.0.0", reg)
         notes = reg.notes
     assert result.downloaded == ["ex.top#1.0.0", "ex.dep#2.0.0"] and result.warnings == []
     assert [n for n in notes if "not reachable" in n] == [f"package registry {FHIR} is not reachable (ConnectionError); trying the next one"]
@@ -107,8 +107,8 @@ def test_a_registry_without_the_package_falls_back_and_the_order_is_kept(cache: 
     publish(rsps, FHIR, "ex.other", {"1.0.0": tgz("ex.other", "1.0.0")})
     publish(rsps, NPM, "ex.other", {"1.0.0": b"never asked"})
     with client() as reg:
-        assert cache.install_from_registry("ex.top#1.0.0", reg).downloaded == ["ex.top#1.0.0"]
-        cache.install_from_registry("ex.other#1.0.0", reg)
+        assert install_from_registry(cache, "ex.top#1.0.0", reg).downloaded == ["ex.top#1.0.0"]
+        install_from_registry(cache, "ex.other#1.0.0", reg)
     assert not any(c.request.url.startswith(f"{NPM}/ex.other") for c in rsps.calls)  # the first registry that has it wins
     assert json.loads((cache.package_dir("ex.other", "1.0.0") / "fhir-so-install.json").read_text())["registry"] == FHIR
 
@@ -119,7 +119,7 @@ def test_a_tarball_that_fails_its_checksum_installs_nothing(cache: PackageCache,
     publish(rsps, NPM, "ex.top", {"1.0.0": good}, checksum=checksum)
     rsps.replace(responses.GET, f"{NPM}/ex.top/-/ex.top-1.0.0.tgz", body=good[:-1] + b"!")
     with client(NPM) as reg, pytest.raises(ServerError, match="does not match its") as err:
-        cache.install_from_registry("ex.top#1.0.0", reg)
+        install_from_registry(cache, "ex.top#1.0.0", reg)
     assert err.value.exit_code == 3 and "ex.top#1.0.0" in str(err.value)
     assert added(cache) == []
 
@@ -127,7 +127,7 @@ def test_a_tarball_that_fails_its_checksum_installs_nothing(cache: PackageCache,
 def test_a_tarball_without_checksum_installs_with_a_note(cache: PackageCache, rsps: Any) -> None:
     publish(rsps, NPM, "ex.top", {"1.0.0": tgz("ex.top", "1.0.0")}, checksum="none")
     with client(NPM) as reg:
-        cache.install_from_registry("ex.top#1.0.0", reg)
+        install_from_registry(cache, "ex.top#1.0.0", reg)
         assert any("lists no checksum" in n for n in reg.notes)
 
 
@@ -154,7 +154,7 @@ def test_a_missing_dependency_version_takes_the_nearest_with_a_warning(cache: Pa
     publish(rsps, NPM, "ex.dep", {"7.0.1": tgz("ex.dep", "7.0.1"), "5.0.0": tgz("ex.dep", "5.0.0")})
     rsps.get(f"{NPM}/ex.gone", status=404)
     with client(NPM) as reg:
-        result = cache.install_from_registry("ex.top#1.0.0", reg)
+        result = install_from_registry(cache, "ex.top#1.0.0", reg)
     assert result.downloaded == ["ex.top#1.0.0", "ex.dep#5.0.0"]  # the highest below 6.5.0
     assert result.warnings == [
         "ex.top#1.0.0 depends on ex.dep#6.5.0, which is on no package registry; using ex.dep#5.0.0 instead",
@@ -170,11 +170,11 @@ def test_the_package_asked_for_must_exist_at_that_version(cache: PackageCache, r
     rsps.get(f"{NPM}/ex.none", status=404)
     with client(NPM) as reg:
         with pytest.raises(ProfileError, match=r"ex.top#2.0.9 is not on any package registry; the nearest version there is 2.0.0"):
-            cache.install_from_registry("ex.top#2.0.9", reg)
+            install_from_registry(cache, "ex.top#2.0.9", reg)
         with pytest.raises(ProfileError, match="ex.none#1.0.0 is on no package registry"):
-            cache.install_from_registry("ex.none#1.0.0", reg)
+            install_from_registry(cache, "ex.none#1.0.0", reg)
         with pytest.raises(ProfileError, match="not a package reference"):
-            cache.install_from_registry("ex.top", reg)
+            install_from_registry(cache, "ex.top", reg)
 
 
 def test_dependency_cycles_across_versions_terminate(cache: PackageCache, rsps: Any) -> None:
@@ -182,7 +182,7 @@ def test_dependency_cycles_across_versions_terminate(cache: PackageCache, rsps: 
     publish(rsps, NPM, "ex.term", {"7.0.1": tgz("ex.term", "7.0.1", {"ex.ext": "5.2.0"})}, deps={"7.0.1": {"ex.ext": "5.2.0"}})
     publish(rsps, NPM, "ex.ext", {"5.3.0-ballot-tc1": tgz("ex.ext", "5.3.0-ballot-tc1", {"ex.term": "6.5.0"})}, deps={"5.3.0-ballot-tc1": {"ex.term": "6.5.0"}})
     with client(NPM) as reg:
-        result = cache.install_from_registry("ex.term#7.0.1", reg)
+        result = install_from_registry(cache, "ex.term#7.0.1", reg)
     assert result.downloaded == ["ex.term#7.0.1", "ex.ext#5.3.0-ballot-tc1"]
     assert len([c for c in rsps.calls if c.request.url.endswith(".tgz")]) == 2
     assert [p.spec for p in cache.definitions(["ex.term#7.0.1"]).packages][:2] == ["ex.term#7.0.1", "ex.ext#5.3.0-ballot-tc1"]
@@ -192,10 +192,10 @@ def test_a_cache_hit_sends_no_request(cache: PackageCache, rsps: Any) -> None:
     publish(rsps, NPM, "ex.top", {"1.0.0": tgz("ex.top", "1.0.0", {"ex.dep": "1.0.0"})}, deps={"1.0.0": {"ex.dep": "1.0.0"}})
     publish(rsps, NPM, "ex.dep", {"1.1.0": tgz("ex.dep", "1.1.0")})
     with client(NPM) as reg:
-        cache.install_from_registry("ex.top#1.0.0", reg)
+        install_from_registry(cache, "ex.top#1.0.0", reg)
     before = len(rsps.calls)
     with client("http://127.0.0.1:9") as reg:  # nothing answers there: a request would show as a note
-        again = PackageCache(cache.root).install_from_registry("ex.top#1.0.0", reg)
+        again = install_from_registry(PackageCache(cache.root), "ex.top#1.0.0", reg)
         assert reg.notes == []
     assert len(rsps.calls) == before and again.downloaded == [] and again.cached == ["ex.top#1.0.0", "ex.dep#1.1.0"]
 
@@ -205,7 +205,7 @@ def test_a_real_version_beats_a_stub_and_the_stub_stays_for_sushi(cache: Package
     publish(rsps, NPM, "ex.ig", {"1.0.0": tgz("ex.ig", "1.0.0", {"hl7.terminology.r4": "6.5.0"})}, deps={"1.0.0": {"hl7.terminology.r4": "6.5.0"}})
     publish(rsps, NPM, "hl7.terminology.r4", {"7.0.1": tgz("hl7.terminology.r4", "7.0.1")})
     with client(NPM) as reg:
-        result = cache.install_from_registry("ex.ig#1.0.0", reg)
+        result = install_from_registry(cache, "ex.ig#1.0.0", reg)
     assert result.downloaded == ["ex.ig#1.0.0", "hl7.terminology.r4#7.0.1"]
     assert cache.resolve_version("hl7.terminology.r4", "latest") == "7.0.1"
     assert cache.resolve_version("hl7.terminology.r4", STUB_VERSION) == STUB_VERSION  # what sushi-config.yaml names
@@ -213,14 +213,14 @@ def test_a_real_version_beats_a_stub_and_the_stub_stays_for_sushi(cache: Package
 
 def test_all_registries_down_is_a_network_error(cache: PackageCache, rsps: Any) -> None:
     with client() as reg, pytest.raises(TransportError, match="no package registry answered") as err:
-        cache.install_from_registry("ex.top#1.0.0", reg)
+        install_from_registry(cache, "ex.top#1.0.0", reg)
     assert err.value.exit_code == 3
 
 
 def test_a_tarball_holding_another_package_is_refused(cache: PackageCache, rsps: Any) -> None:
     publish(rsps, NPM, "ex.top", {"1.0.0": tgz("ex.evil", "1.0.0")})
     with client(NPM) as reg, pytest.raises(ServerError, match="holds ex.evil#1.0.0"):
-        cache.install_from_registry("ex.top#1.0.0", reg)
+        install_from_registry(cache, "ex.top#1.0.0", reg)
     assert added(cache) == []
 
 
@@ -248,14 +248,14 @@ def _member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "", size: int 
 def test_hostile_tarballs_are_refused_and_write_nothing(cache: PackageCache, rsps: Any, tmp_path: Path, member: tarfile.TarInfo, message: str) -> None:
     publish(rsps, NPM, "ex.top", {"1.0.0": tgz("ex.top", "1.0.0", extra=[member])})
     with client(NPM) as reg, pytest.raises(ProfileError, match=message):
-        cache.install_from_registry("ex.top#1.0.0", reg)
+        install_from_registry(cache, "ex.top#1.0.0", reg)
     assert added(cache) == [] and not (tmp_path / "evil").exists()
 
 
 def test_files_outside_package_are_ignored(cache: PackageCache, rsps: Any) -> None:
     publish(rsps, NPM, "ex.top", {"1.0.0": tgz("ex.top", "1.0.0", files={"other/readme.txt": b"x", "package/other/spec.json": b"{}"})})
     with client(NPM) as reg:
-        pkg = cache.install_from_registry("ex.top#1.0.0", reg).package
+        pkg = install_from_registry(cache, "ex.top#1.0.0", reg).package
     assert pkg.path is not None and (pkg.path / "other" / "spec.json").is_file()
     assert not (pkg.path.parent / "other").exists()
 
