@@ -139,3 +139,20 @@ def test_first_of_nothing_is_none(rsps: responses.RequestsMock, client: FhirClie
 def test_bad_resource_type_is_refused_before_sending(client: FhirClient) -> None:
     with pytest.raises(InputError):
         client.search("../metadata")
+
+
+def test_per_request_headers_go_with_every_page_and_the_count(rsps: responses.RequestsMock, client: FhirClient) -> None:
+    rsps.get(f"{BASE}/ServiceRequest", json=page(["a"], f"{BASE}?_getpages=x&_getpagesoffset=1"))
+    rsps.get(f"{BASE}?_getpages=x&_getpagesoffset=1", json=page(["b"]))
+    plain = client.search("ServiceRequest")
+    traced = plain.with_headers({"X-Request-Id": "r-1", "Prefer": "handling=strict"}).where(status="active")
+    assert [r["id"] for r in traced] == ["a", "b"]
+    for call in rsps.calls:
+        assert call.request.headers["X-Request-Id"] == "r-1"
+        assert call.request.headers["Prefer"] == "handling=strict"
+    assert plain.headers == (), "with_headers returns a new search"
+    assert dict(traced.with_headers({"x-request-id": "r-2"}).headers) == {"Prefer": "handling=strict", "x-request-id": "r-2"}
+    rsps.reset()
+    rsps.get(f"{BASE}/ServiceRequest?status=active&_summary=count", json={"resourceType": "Bundle", "type": "searchset", "total": 3})
+    assert traced.count() == 3
+    assert rsps.calls[-1].request.headers["X-Request-Id"] == "r-1"
