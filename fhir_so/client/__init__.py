@@ -29,10 +29,14 @@ What is retried, and why (see :class:`RetryPolicy`):
 * Waits grow exponentially with jitter; a ``Retry-After`` header (seconds or an HTTP date) is
   honoured, capped by ``RetryPolicy.max_retry_after``.
 
-Credentials go only to the base URL's origin (scheme, host, port). A URL elsewhere (a paging
-``next`` link, an attachment) is refused with :class:`UnsafeUrlError`, unless the caller allows
-it with ``request(..., allow_foreign=True)``, which sends it without credentials. Redirects are
-followed by ``requests``, which drops the Authorization header when the host changes.
+Credentials go only to the base URL's origin (scheme, host, port), judged on the URL exactly
+as it is sent (:func:`fhir_so.client.urls.prepare`). A URL elsewhere (a paging ``next`` link,
+an attachment) is refused with :class:`UnsafeUrlError`, unless the caller allows it with
+``request(..., allow_foreign=True)``, which sends it without credentials; a URL with userinfo,
+a backslash, whitespace or no scheme of its own is refused always. A GET follows at most five
+redirects, each on its own origin; no other method is redirected. Secrets the server echoes
+are blanked in what is read and in every error message; a search ends with an error on a
+paging loop or past its page cap.
 
 Rooms: :mod:`.urls` (base URL, origin, paths, redaction), :mod:`.retry` (what is retried and
 how long to wait), :mod:`.transport` (the one ``send``), :mod:`.results` (typed answers, the one

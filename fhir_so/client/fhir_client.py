@@ -38,6 +38,7 @@ __all__ = ["FHIR_JSON", "FhirClient"]
 FHIR_JSON = "application/fhir+json"
 FHIR_JSON_BODY = "application/fhir+json; fhirVersion=4.0"
 _IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+_HEADER_NAME_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,256}")
 _OP_RE = re.compile(r"\$?[A-Za-z][A-Za-z0-9\-_]{0,63}")
 
 
@@ -263,23 +264,37 @@ class FhirClient:
         ``idempotent`` overrides the method-based guess used to decide on retries.
         """
         method = method.upper()
-        url, same_origin = resolve(self.base_url, self._origin, path_or_url, allow_foreign)
-        if params:
-            query = urlencode(merge_params((), params, {}))
-            url = f"{url}&{query}" if "?" in url else f"{url}?{query}"
+        query = urlencode(merge_params((), params, {})) if params else ""
+        url, same_origin = resolve(self.base_url, self._origin, path_or_url, allow_foreign, query)
         body = None
         send_headers = dict(self._transport.headers)
         if json is not None:
             body = orjson.dumps(json)
             send_headers["Content-Type"] = FHIR_JSON_BODY
         if headers:
-            send_headers.update(headers)
+            send_headers.update(_checked_headers(headers))
         if idempotent is None:
             idempotent = method in _IDEMPOTENT_METHODS or (
                 method == "POST" and ("If-None-Exist" in send_headers or url.split("?")[0].endswith("/_search"))
             )
         return self._transport.send(method, url, body, send_headers, idempotent=idempotent, authenticate=same_origin)
 
+
+
+def _checked_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """Headers a caller adds: names and values HTTP can carry (Latin-1, no line breaks)."""
+    for name, value in headers.items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise InputError(f"a header name and value must be strings: {name!r}")
+        if not _HEADER_NAME_RE.fullmatch(name):
+            raise InputError(f"not an HTTP header name: {name[:80]!r}")
+        if any(c in value for c in "\r\n\0"):
+            raise InputError(f"the value of header {name} contains a line break")
+        try:
+            value.encode("latin-1")
+        except UnicodeEncodeError:
+            raise InputError(f"the value of header {name} has characters HTTP headers cannot carry (not Latin-1)") from None
+    return dict(headers)
 
 
 def _check_bundle(bundle: Mapping[str, Any], bundle_type: str) -> dict[str, Any]:

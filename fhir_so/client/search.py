@@ -1,4 +1,11 @@
-"""Search: an immutable, lazy query, and the paging that follows a searchset's ``next`` links."""
+"""Search: an immutable, lazy query, and the paging that follows a searchset's ``next`` links.
+
+Paging ends with a :class:`ServerError` when a ``next`` link leads to a page seen before in
+the same search (a loop, however long its cycle) or when a search passes its page cap
+(:data:`MAX_PAGES` unless :meth:`Search.page_limit` says otherwise); a ``next`` link off
+the server's origin, with userinfo, a backslash or no scheme is refused by the client
+(:class:`UnsafeUrlError`) before anything is sent.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +16,9 @@ from urllib.parse import urlencode
 from fhir_so.client.results import FhirResponse, SearchEntry, expect_bundle
 from fhir_so.errors import ServerError
 
-__all__ = ["ParamValue", "Params", "Search", "merge_params"]
+__all__ = ["MAX_PAGES", "ParamValue", "Params", "Search", "merge_params"]
+
+MAX_PAGES = 1000
 
 ParamValue: TypeAlias = str | int | float | bool | Sequence[str | int | float | bool]
 Params: TypeAlias = Mapping[str, ParamValue] | Sequence[tuple[str, str]]
@@ -54,6 +63,12 @@ def merge_params(
     return tuple(pairs)
 
 
+def show(answer: FhirResponse) -> str:
+    """The request of an answer, for a message (the URL is redacted already; keep it short)."""
+    url = answer.url if len(answer.url) <= 200 else answer.url[:199] + "…"
+    return f"{answer.method} {url}"
+
+
 def next_link(bundle: Mapping[str, Any]) -> str | None:
     """The URL of a searchset's ``next`` link, if any."""
     for link in bundle.get("link") or []:
@@ -70,7 +85,7 @@ class Search:
     with their search mode; :meth:`pages` yields each Bundle.
     """
 
-    __slots__ = ("_client", "resource_type", "params", "headers")
+    __slots__ = ("_client", "resource_type", "params", "headers", "max_pages")
 
     def __init__(
         self,
@@ -78,17 +93,19 @@ class Search:
         resource_type: str,
         params: tuple[tuple[str, str], ...],
         headers: tuple[tuple[str, str], ...] = (),
+        max_pages: int = MAX_PAGES,
     ) -> None:
         self._client = client
         self.resource_type = resource_type
         self.params = params
         self.headers = headers
+        self.max_pages = max_pages
 
     def __repr__(self) -> str:
         return f"Search({self.resource_type!r}, {urlencode(self.params)!r})"
 
     def _with(self, params: tuple[tuple[str, str], ...]) -> Search:
-        return Search(self._client, self.resource_type, params, self.headers)
+        return Search(self._client, self.resource_type, params, self.headers, self.max_pages)
 
     def where(self, params: Params | None = None, /, **kwargs: ParamValue) -> Search:
         """Add search parameters (ANDed with the ones already there)."""
@@ -117,7 +134,13 @@ class Search:
         """
         names = {k.lower() for k in headers}
         kept = tuple((k, v) for k, v in self.headers if k.lower() not in names)
-        return Search(self._client, self.resource_type, self.params, kept + tuple(headers.items()))
+        return Search(self._client, self.resource_type, self.params, kept + tuple(headers.items()), self.max_pages)
+
+    def page_limit(self, pages: int) -> Search:
+        """End the search with an error after this many pages (default :data:`MAX_PAGES`)."""
+        if not isinstance(pages, int) or pages < 1:
+            raise ValueError("a page limit is a positive number of pages")
+        return Search(self._client, self.resource_type, self.params, self.headers, pages)
 
     def _replace(self, name: str, value: str) -> Search:
         kept = tuple(p for p in self.params if p[0] != name)
@@ -127,6 +150,8 @@ class Search:
         """Each searchset Bundle, following ``next`` links (same origin only) lazily."""
         headers = dict(self.headers)
         answer = self._client.request("GET", self.resource_type, params=self.params, headers=headers)
+        seen = {answer.url}
+        fetched = 1
         while True:
             page = expect_bundle(answer, "searchset")
             next_url = next_link(page)
@@ -134,9 +159,16 @@ class Search:
             if next_url is None:
                 return
             del page
-            if next_url == answer.url:
-                raise ServerError(f"{answer.url}: the server's next link points to the same page")
+            if next_url in seen:
+                raise ServerError(f"{show(answer)}: the server's next link leads back to a page of this search (a paging loop)")
+            if fetched >= self.max_pages:
+                raise ServerError(f"{show(answer)}: the search passed its limit of {self.max_pages} pages; narrow it or raise page_limit()")
+            seen.add(next_url)
             answer = self._client.request("GET", next_url, headers=headers)
+            if answer.url in seen and answer.url != next_url:
+                raise ServerError(f"{show(answer)}: the server's next link leads back to a page of this search (a paging loop)")
+            seen.add(answer.url)
+            fetched += 1
 
     def entries(self) -> Iterator[SearchEntry]:
         """Every entry of every page with its ``search.mode`` (match, include, outcome)."""
