@@ -27,6 +27,7 @@ class HostileSummary:
     faults: Counter[str] = field(default_factory=Counter)
     runs: int = 0
     operations: int = 0
+    resumes: int = 0
     duplicates: int = 0
     losses: int = 0
     provenance_errors: int = 0
@@ -56,7 +57,7 @@ class HostileSummary:
             kinds = ", ".join(f"{k} {n}" for k, n in sorted(self.faults.items()))
             tr.write_line(
                 f"{self.runs} seeded runs, {self.operations} push/transfer/report-back operations, "
-                f"{injected} faults injected ({kinds})"
+                f"{injected} faults injected ({kinds}); {self.resumes} steps failed after retries and were resumed"
             )
             tr.write_line(
                 f"duplicates {self.duplicates}, losses {self.losses}, "
