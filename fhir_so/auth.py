@@ -80,6 +80,8 @@ class BasicAuth(Auth):
     def __init__(self, username: str, password: str) -> None:
         if not username or not password:
             raise InputError("basic auth needs both a username and a password")
+        if any(c in username or c in password for c in "\r\n\0") or ":" in username:
+            raise InputError("the basic-auth username or password contains a line break, a NUL, or (username) a colon")
         self.username = username
         self._password = password
         raw = f"{username}:{password}".encode()
@@ -89,7 +91,7 @@ class BasicAuth(Auth):
         return {"Authorization": self._header}
 
     def secret_values(self) -> tuple[str, ...]:
-        return (self._password, self._header.split(" ", 1)[1])
+        return (self._password, self._header.split(" ", 1)[1], f"{self.username}:{self._password}")
 
     def __repr__(self) -> str:
         return f"BasicAuth(username={self.username!r}, password=<hidden>)"
@@ -99,8 +101,9 @@ class BearerToken(Auth):
     """A bearer token obtained elsewhere (an OAuth access token, an API key)."""
 
     def __init__(self, token: str) -> None:
-        if not token or any(c in token for c in "\r\n"):
+        if not isinstance(token, str) or not token or any(c in token for c in "\r\n"):
             raise InputError("the bearer token is empty or contains a line break")
+        _check_header_text(token, "the bearer token")
         self._token = token
 
     def headers(self, http: AuthHttp) -> dict[str, str]:
@@ -145,6 +148,8 @@ class SmartBackendAuth(Auth):
         self.assertion_lifetime = assertion_lifetime
         self._clock = clock
         self._key = _load_private_key(private_key)
+        self._key_material = _key_material(private_key)
+        self._assertion: str | None = None
         self.algorithm = algorithm or ("RS384" if isinstance(self._key, rsa.RSAPrivateKey) else "ES384")
         if self.algorithm not in ("RS384", "ES384"):
             raise InputError(f"SMART backend auth signs with RS384 or ES384, not {self.algorithm}")
@@ -165,7 +170,9 @@ class SmartBackendAuth(Auth):
         return had_token
 
     def secret_values(self) -> tuple[str, ...]:
-        return (self._token,) if self._token else ()
+        # The access token, the last signed assertion, and the private key's own text.
+        live = tuple(v for v in (self._token, self._assertion) if v)
+        return live + self._key_material
 
     def __repr__(self) -> str:
         return (
@@ -196,6 +203,7 @@ class SmartBackendAuth(Auth):
         assertion = jwt.encode(
             claims, self._key, algorithm=self.algorithm, headers={"kid": self.key_id, "typ": "JWT"}
         )
+        self._assertion = assertion
         answer = http.post_form(
             url,
             {
@@ -208,12 +216,31 @@ class SmartBackendAuth(Auth):
         token = answer.get("access_token")
         if not isinstance(token, str) or not token:
             raise ServerError(f"the token endpoint {_origin(url)} answered without an access_token")
+        if any(not " " < c < "\x7f" for c in token):
+            raise ServerError(f"the token endpoint {_origin(url)} answered with an access_token HTTP cannot carry")
         expires_in = answer.get("expires_in")
         lifetime = float(expires_in) if isinstance(expires_in, (int, float)) and expires_in > 0 else 300.0
         # Refresh a little early so a token never expires between our check and the server's.
         margin = min(self.refresh_margin, lifetime / 2)
         self._token = token
         self._expires_at = now + lifetime - margin
+
+
+def _check_header_text(value: str, what: str) -> None:
+    """A credential must be visible ASCII: requests sends headers as Latin-1, servers expect ASCII."""
+    bad = next((c for c in value if not " " < c < "\x7f"), None)
+    if bad is not None:
+        raise InputError(
+            f"{what} has a character an HTTP header cannot carry (U+{ord(bad):04X}); "
+            "a token is printable ASCII without spaces"
+        )
+
+
+def _key_material(pem: str | bytes) -> tuple[str, ...]:
+    """The base64 lines of a PEM key (and their concatenation): text no server may echo."""
+    text = pem.decode("ascii", errors="ignore") if isinstance(pem, bytes) else pem
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("-----")]
+    return tuple(line for line in [*lines, "".join(lines)] if len(line) >= 16)
 
 
 def _load_private_key(pem: str | bytes) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey:

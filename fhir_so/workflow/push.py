@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
-from http import HTTPStatus
 from os import PathLike
 from pathlib import Path
 from typing import Any, Literal
@@ -22,7 +21,7 @@ from typing import Any, Literal
 from fhir_so import terminology as term
 from fhir_so.bundle import build_bundle
 from fhir_so.case import Case, case_from_dict
-from fhir_so.client import FhirClient, parse_location
+from fhir_so.client import EntryResponse, FhirClient, TransactionResponse
 from fhir_so.errors import InputError, ServerError
 from fhir_so.jsonio import load_json_object
 
@@ -151,35 +150,15 @@ def _case_facts(bundle: Mapping[str, Any]) -> tuple[str | None, bool]:
     return found
 
 
-def _status_code(text: Any) -> int:
-    head = str(text or "").split(" ", 1)[0]
-    return int(head) if head.isdigit() else 0
-
-
-def _outcome_codes(outcome: Any) -> set[str]:
-    """Message codes a server put in an entry's OperationOutcome (HAPI: details.coding.code)."""
-    codes: set[str] = set()
-    if not isinstance(outcome, dict):
-        return codes
-    for issue in outcome.get("issue") or []:
-        for coding in (issue.get("details") or {}).get("coding") or []:
-            if isinstance(coding.get("code"), str):
-                codes.add(coding["code"])
-    return codes
-
-
-def classify_entry(request: Mapping[str, Any], response: Mapping[str, Any]) -> tuple[Outcome, str | None, str | None, str | None]:
+def classify_entry(request: Mapping[str, Any], response: Mapping[str, Any] | EntryResponse) -> tuple[Outcome, str | None, str | None, str | None]:
     """(outcome, type, id, version) of one transaction-response entry for the entry sent."""
-    status = _status_code(response.get("status"))
-    rtype, rid, version = parse_location(response.get("location"))
-    etag = response.get("etag")
-    if isinstance(etag, str) and etag:
-        version = etag.removeprefix("W/").strip('"') or version
-    if status == HTTPStatus.CREATED:
+    answer = response if isinstance(response, EntryResponse) else EntryResponse.of(response)
+    rtype, rid, version = answer.resource_type, answer.id, answer.version
+    if answer.created:
         return "created", rtype, rid, version
-    if not HTTPStatus.OK <= status < HTTPStatus.MULTIPLE_CHOICES:
-        raise ServerError(f"the transaction-response has an entry with status {response.get('status')!r}")
-    if str(request.get("method", "")).upper() == "POST" or _outcome_codes(response.get("outcome")) & _NO_CHANGE_CODES:
+    if not answer.ok:
+        raise ServerError(f"the transaction-response has an entry with status {answer.status_text or None!r}")
+    if str(request.get("method", "")).upper() == "POST" or answer.outcome_codes() & _NO_CHANGE_CODES:
         return "unchanged", rtype, rid, version
     return ("unchanged" if version == "1" else "updated"), rtype, rid, version
 
@@ -195,15 +174,10 @@ def push(client: FhirClient, case_or_bundle: Case | Mapping[str, Any]) -> PushRe
     """Send a case (or its transaction Bundle) as one transaction; say what the server did."""
     bundle = transaction_of(case_or_bundle)
     case_id, stat = _case_facts(bundle)
-    answer = client.transaction(bundle)
-    sent = bundle.get("entry") or []
-    received = answer.get("entry") or []
-    if len(received) != len(sent):
-        raise ServerError(f"{client.base_url}: the transaction-response has {len(received)} entries for {len(sent)} sent")
+    answer = TransactionResponse.read(client.base_url, bundle, client.transaction(bundle))
     entries = []
-    for i, (mine, theirs) in enumerate(zip(sent, received)):
-        resource = mine.get("resource") or {}
-        outcome, rtype, rid, version = classify_entry(mine.get("request") or {}, theirs.get("response") or {})
+    for i, (request, resource, response) in enumerate(zip(answer.requests, answer.resources, answer.responses)):
+        outcome, rtype, rid, version = classify_entry(request, response)
         rtype = rtype or resource.get("resourceType")
         if not rtype or not rid:
             raise ServerError(f"{client.base_url}: transaction-response entry {i} has no location (Type/id)")

@@ -150,7 +150,7 @@ def test_context_manager_closes_its_own_session_only() -> None:
         pass
     assert closed == [], "a session passed in belongs to the caller"
     client = FhirClient(BASE)
-    client._session = Recording()
+    client._transport.session = Recording()
     with client:
         pass
     assert closed == ["closed"]

@@ -101,7 +101,7 @@ def test_foreign_next_link_is_refused(rsps: responses.RequestsMock, client: Fhir
 
 def test_next_link_to_itself_stops(rsps: responses.RequestsMock, client: FhirClient) -> None:
     rsps.get(f"{BASE}/ServiceRequest?x=1", json=page(["a"], f"{BASE}/ServiceRequest?x=1"))
-    with pytest.raises(ServerError, match="same page"):
+    with pytest.raises(ServerError, match="paging loop"):
         list(client.search("ServiceRequest", x=1))
 
 
@@ -139,3 +139,69 @@ def test_first_of_nothing_is_none(rsps: responses.RequestsMock, client: FhirClie
 def test_bad_resource_type_is_refused_before_sending(client: FhirClient) -> None:
     with pytest.raises(InputError):
         client.search("../metadata")
+
+
+def test_per_request_headers_go_with_every_page_and_the_count(rsps: responses.RequestsMock, client: FhirClient) -> None:
+    rsps.get(f"{BASE}/ServiceRequest", json=page(["a"], f"{BASE}?_getpages=x&_getpagesoffset=1"))
+    rsps.get(f"{BASE}?_getpages=x&_getpagesoffset=1", json=page(["b"]))
+    plain = client.search("ServiceRequest")
+    traced = plain.with_headers({"X-Request-Id": "r-1", "Prefer": "handling=strict"}).where(status="active")
+    assert [r["id"] for r in traced] == ["a", "b"]
+    for call in rsps.calls:
+        assert call.request.headers["X-Request-Id"] == "r-1"
+        assert call.request.headers["Prefer"] == "handling=strict"
+    assert plain.headers == (), "with_headers returns a new search"
+    assert dict(traced.with_headers({"x-request-id": "r-2"}).headers) == {"Prefer": "handling=strict", "x-request-id": "r-2"}
+    rsps.reset()
+    rsps.get(f"{BASE}/ServiceRequest?status=active&_summary=count", json={"resourceType": "Bundle", "type": "searchset", "total": 3})
+    assert traced.count() == 3
+    assert rsps.calls[-1].request.headers["X-Request-Id"] == "r-1"
+
+
+def test_pages_alternating_between_two_urls_stop_with_a_clear_error(rsps: responses.RequestsMock, client: FhirClient) -> None:
+    one, two = f"{BASE}?_getpages=x&o=1", f"{BASE}?_getpages=x&o=2"
+    rsps.get(f"{BASE}/ServiceRequest", json=page(["a"], one))
+    rsps.get(one, json=page(["b"], two))
+    rsps.get(two, json=page(["c"], one))
+    with pytest.raises(ServerError, match="paging loop"):
+        list(client.search("ServiceRequest"))
+    assert len(rsps.calls) == 3, "the repeated page is not fetched again"
+
+
+def test_a_next_link_spelled_differently_but_the_same_page_is_a_loop(rsps: responses.RequestsMock, client: FhirClient) -> None:
+    rsps.get(f"{BASE}/ServiceRequest", json=page(["a"], f"{BASE}/ServiceRequest?"))
+    with pytest.raises(ServerError, match="paging loop"):
+        list(client.search("ServiceRequest"))
+
+
+def test_page_cap_ends_a_search(rsps: responses.RequestsMock, client: FhirClient) -> None:
+    for n in range(5):
+        rsps.get(f"{BASE}?p={n}", json=page([str(n)], f"{BASE}?p={n + 1}"))
+    rsps.get(f"{BASE}/ServiceRequest", json=page(["s"], f"{BASE}?p=0"))
+    search = client.search("ServiceRequest").page_limit(3)
+    with pytest.raises(ServerError, match="limit of 3 pages"):
+        list(search)
+    assert len(rsps.calls) == 3
+    assert search.where(x=1).max_pages == 3, "the limit survives refinement"
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        "//elsewhere.example.com/r4/ServiceRequest?p=2",
+        "https://fhir.example.org\\@elsewhere.example.com/r4/x",
+        "https://elsewhere.example.com\\@fhir.example.org/r4/x",
+        "https://user:pw@fhir.example.org/r4/x",
+        "https://fhir.example.org@elsewhere.example.com/r4/x",
+        "https://fhir.example.org/r4/x y",
+        "javascript:alert(1)",
+    ],
+    ids=["scheme-relative", "backslash-host-last", "backslash-host-first", "userinfo", "userinfo-foreign", "space", "javascript"],
+)
+def test_hostile_next_links_are_refused_before_sending(rsps: responses.RequestsMock, client: FhirClient, link: str) -> None:
+    rsps.get(f"{BASE}/ServiceRequest", json=page(["a"], link))
+    found = iter(client.search("ServiceRequest"))
+    assert next(found)["id"] == "a"
+    with pytest.raises(UnsafeUrlError):
+        next(found)
+    assert len(rsps.calls) == 1, "nothing is sent for a refused link"

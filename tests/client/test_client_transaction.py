@@ -9,7 +9,7 @@ import pytest
 import responses
 
 from fhir_so.client import FhirClient
-from fhir_so.errors import CapabilityError, HttpError, InputError
+from fhir_so.errors import CapabilityError, HttpError, InputError, ServerError
 from tests.client.client_helpers import BASE, capability_statement, outcome
 
 PATIENT_URN = "urn:uuid:11111111-1111-4111-8111-111111111111"
@@ -179,3 +179,31 @@ def test_batch(rsps: responses.RequestsMock, client: FhirClient) -> None:
 def test_transaction_needs_a_transaction_bundle(client: FhirClient, bundle: dict[str, Any]) -> None:
     with pytest.raises(InputError):
         client.transaction(bundle)
+
+
+def test_transaction_response_is_read_entry_by_entry() -> None:
+    from fhir_so.client import TransactionResponse
+
+    sent = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"resource": {"resourceType": "Patient"}, "request": {"method": "POST", "url": "Patient", "ifNoneExist": "identifier=a|1"}},
+            {"resource": {"resourceType": "ServiceRequest"}, "request": {"method": "PUT", "url": "ServiceRequest?identifier=a|2"}},
+        ],
+    }
+    answer = {
+        "resourceType": "Bundle",
+        "type": "transaction-response",
+        "entry": [
+            {"response": {"status": "201 Created", "location": "Patient/7/_history/1"}},
+            {"response": {"status": "200 OK", "location": "ServiceRequest/9/_history/2", "etag": 'W/"3"'}},
+        ],
+    }
+    read = TransactionResponse.read("http://x/fhir", sent, answer)
+    first, second = read.responses
+    assert (first.created, first.resource_type, first.id, first.version) == (True, "Patient", "7", "1")
+    assert (second.ok, second.created, second.id, second.version) == (True, False, "9", "3"), "the ETag wins"
+    assert read.requests[1]["method"] == "PUT" and read.resources[0]["resourceType"] == "Patient"
+    with pytest.raises(ServerError, match="has 1 entries for 2 sent"):
+        TransactionResponse.read("http://x/fhir", sent, {"type": "transaction-response", "entry": answer["entry"][:1]})
