@@ -30,7 +30,8 @@ def cli(ctx: click.Context) -> None:
     2 bad input or usage (a case not on the server included); 3 the server or the network failed.
     Logs go to stderr; --json results to stdout.
     """
-    ctx.obj = App(env=dict(os.environ))
+    if ctx.obj is None:  # an embedder or a test may pass its own (CliRunner.invoke(obj=...))
+        ctx.obj = App(env=dict(os.environ))
 
 
 for _module in _COMMAND_MODULES:

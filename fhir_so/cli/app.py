@@ -36,6 +36,8 @@ class App:
     """What the commands share: the environment they were started in, and the clients they open."""
 
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    #: what builds a client (a seam for tests: a subclass that records, or one with a mounted session)
+    client_class: type[FhirClient] = FhirClient
 
     def auth(self, side: Side = "") -> Auth | None:
         """Credentials for one side: ``FHIR_SO_FROM_*`` / ``FHIR_SO_TO_*`` when any is set, else ``FHIR_SO_*``."""
@@ -53,7 +55,7 @@ class App:
         """A client for ``url``, closed when the current command ends; a clear error when no URL was given."""
         if not url:
             raise InputError(f"give the FHIR server's base URL with {what} (or the environment variable)")
-        client = FhirClient(url, auth=self.auth(side), timeout=self.timeouts(timeout))
+        client = self.client_class(url, auth=self.auth(side), timeout=self.timeouts(timeout))
         return click.get_current_context().with_resource(client)
 
 

@@ -165,7 +165,7 @@ def pull_bundle(client: FhirClient, *, request_id: str | None = None, case_id: s
     """The case as a collection Bundle of the server's resources (ids and meta as the server has them)."""
     collector = CaseCollector(client)
     matches = collector.add_search(request_search(client, request_id=request_id, case_id=case_id))
-    what = f"ServiceRequest/{request_id}" if request_id is not None else f"a ServiceRequest with case id {case_id}"
+    what = f"ServiceRequest/{request_id}" if request_id is not None else f"ServiceRequest with case id {case_id}"
     if not matches:
         raise CaseNotFoundError(f"{client.base_url} has no {what}", server=client.base_url, case_id=case_id, request_id=request_id)
     if len(matches) > 1:
