@@ -8,7 +8,9 @@ The public face of the library: everything the CLI does is one call from here::
     bundle = fhir_so.build_bundle(case)                      # transaction Bundle (dict)
     with fhir_so.FhirClient("http://127.0.0.1:8090/fhir") as client:
         pushed = fhir_so.push(client, case)                   # idempotent
-        assert fhir_so.pull(client, case_id=case.case_id) == fhir_so.with_defaults(case)
+        assert fhir_so.pull(client, case_id=case.case_id) == case  # cases are canonical by construction
+
+docs/api.md shows the whole embedding API with examples that the tests run.
 
 Names load on first use, so ``import fhir_so`` stays cheap for scripts that need one part.
 """
@@ -22,6 +24,10 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "Case": "fhir_so.case",
+    "Consent": "fhir_so.case",
+    "Opinion": "fhir_so.case",
+    "Party": "fhir_so.case",
+    "Record": "fhir_so.case",
     "case_from_dict": "fhir_so.case",
     "load_case": "fhir_so.case",
     "with_defaults": "fhir_so.case",
@@ -37,17 +43,53 @@ _EXPORTS = {
     "push": "fhir_so.workflow",
     "pull": "fhir_so.workflow",
     "transfer": "fhir_so.workflow",
+    "find_request_id": "fhir_so.workflow",
+    "validate": "fhir_so.workflow",
     "check_records_consent": "fhir_so.workflow",
     "check_report_consent": "fhir_so.workflow",
     "LocalServer": "fhir_so.server",
     "FhirSoError": "fhir_so.errors",
     "InputError": "fhir_so.errors",
+    "CaseNotFoundError": "fhir_so.errors",
     "ConsentError": "fhir_so.errors",
     "ServerError": "fhir_so.errors",
     "HttpError": "fhir_so.errors",
 }
 
-__all__ = sorted([*_EXPORTS, "__version__"])
+__all__ = [
+    "BasicAuth",
+    "BearerToken",
+    "Case",
+    "CaseNotFoundError",
+    "Consent",
+    "ConsentError",
+    "FhirClient",
+    "FhirSoError",
+    "HttpError",
+    "InputError",
+    "LocalServer",
+    "Opinion",
+    "PackageCache",
+    "Party",
+    "Record",
+    "ServerError",
+    "SmartBackendAuth",
+    "Validator",
+    "__version__",
+    "auth_from_env",
+    "build_bundle",
+    "case_from_dict",
+    "check_records_consent",
+    "check_report_consent",
+    "find_request_id",
+    "load_case",
+    "parse_bundle",
+    "pull",
+    "push",
+    "transfer",
+    "validate",
+    "with_defaults",
+]
 
 
 def __getattr__(name: str) -> Any:

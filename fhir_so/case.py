@@ -24,6 +24,7 @@ from jsonschema.exceptions import best_match
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from fhir_so.errors import InputError
+from fhir_so.fhirtypes import FHIR_ID
 from fhir_so.jsonio import dumps, load_json, parse_json
 
 Reason = Literal[
@@ -58,7 +59,7 @@ OpinionStatus = Literal["preliminary", "final", "amended"]
 Concordance = Literal["confirmed", "refined", "different", "inconclusive"]
 
 # FHIR id characters, so a case id can be part of identifiers and URLs without escaping.
-CASE_ID_PATTERN = r"^[A-Za-z0-9\-.]{1,64}$"
+CASE_ID_PATTERN = f"^{FHIR_ID}$"
 # An attachment inline in a case may not exceed this; larger files are sent by URL.
 MAX_INLINE_BYTES = 20 * 1024 * 1024
 
@@ -190,7 +191,7 @@ class Attachment(_Model):
 class Record(_Model):
     """One record sent to the second physician."""
 
-    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9\-.]{1,64}$", description="Key of the record within the case.")]
+    id: Annotated[str, Field(pattern=CASE_ID_PATTERN, description="Key of the record within the case.")]
     kind: RecordKind
     title: Text
     date: DateTime
@@ -248,6 +249,7 @@ class Case(_Model):
 
     @model_validator(mode="after")
     def _check(self) -> Case:
+        self._make_canonical()
         ids = [r.id for r in self.records]
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
@@ -263,6 +265,80 @@ class Case(_Model):
                     f"but differ ({other.name!r} and {party.name!r}); one identifier is one party"
                 )
         return self
+
+    def _make_canonical(self) -> None:
+        """Make implicit parties explicit and put records in id order, once, while the model is built.
+
+        So every Case is in canonical form by construction: a case built in code, loaded from a
+        file, parsed from a bundle or pulled from a server compares equal to the same case
+        however it was written. The model is frozen: these writes happen inside validation,
+        before anyone holds the instance (pydantic's ``model_copy`` would skip validation).
+        """
+        self.__dict__.update(self._canonical_updates())
+
+    def _canonical_updates(self) -> dict[str, Any]:
+        updates: dict[str, Any] = {}
+        if self.records_consent is not None and self.records_consent.recipient is None:
+            updates["records_consent"] = self.records_consent.model_copy(update={"recipient": self.performer})
+        if self.report_consent is not None and self.report_consent.recipient is None:
+            updates["report_consent"] = self.report_consent.model_copy(update={"recipient": self.requester})
+        records = sorted(self.records, key=lambda r: r.id)  # a server returns records in no set order
+        if any(r.author is None for r in records) or records != self.records:
+            updates["records"] = [r if r.author else r.model_copy(update={"author": self.requester}) for r in records]
+        return updates
+
+    # -- changes: each returns a new, validated, canonical case ---------------------------------
+
+    def updated(self, **changes: Any) -> Case:
+        """A new case with ``changes`` to its top-level fields, validated like a loaded case.
+
+        Values may be models (``Opinion(...)``) or plain dicts/lists in the case file's shape.
+        A value that breaks the model raises :class:`~fhir_so.errors.InputError` (exit 2) naming
+        the field; the case itself is never changed (cases are immutable).
+        Unlike pydantic's ``model_copy(update=...)``, this validates.
+        """
+        unknown = sorted(set(changes) - set(type(self).model_fields))
+        if unknown:
+            raise InputError(f"unknown case field(s): {', '.join(unknown)}", source=f"case {self.case_id}")
+        data = {name: getattr(self, name) for name in type(self).model_fields}
+        data.update(changes)
+        try:
+            return type(self).model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            message = first["msg"].removeprefix("Value error, ")
+            raise InputError(message, source=f"case {self.case_id}", location=_json_path(first["loc"])) from None
+
+    def revoke_records_consent(self, date: str | None = None) -> Case:
+        """The case with its records Consent revoked (``date``: when, default kept); no records move after this."""
+        return self.updated(records_consent=self._revoked(self.records_consent, "records_consent", date))
+
+    def revoke_report_consent(self, date: str | None = None) -> Case:
+        """The case with its report-back Consent revoked: the opinion no longer goes back."""
+        return self.updated(report_consent=self._revoked(self.report_consent, "report_consent", date))
+
+    def _revoked(self, consent: Consent | None, name: str, date: str | None) -> dict[str, Any]:
+        if consent is None:
+            raise InputError(f"the case has no {name} to revoke", source=f"case {self.case_id}", location=f"$.{name}")
+        revoked = consent.model_dump()
+        revoked["status"] = "revoked"
+        if date is not None:
+            revoked["date"] = date
+        return revoked
+
+    def with_opinion(self, opinion: Opinion | dict[str, Any]) -> Case:
+        """The case with the second physician's opinion (a new one, or one replacing the last)."""
+        return self.updated(opinion=opinion)
+
+    def with_record(self, record: Record | dict[str, Any]) -> Case:
+        """The case with one more record (its ``id`` must be new within the case)."""
+        return self.updated(records=[*self.records, record])
+
+    def without_record(self, record_id: str) -> Case:
+        """The case without the record ``record_id`` (an error when there is none)."""
+        if not any(r.id == record_id for r in self.records):
+            raise InputError(f"no record {record_id!r} in the case", source=f"case {self.case_id}", location="$.records")
+        return self.updated(records=[r for r in self.records if r.id != record_id])
 
     def parties(self) -> list[Party]:
         """Every physician, service and payer the case names, in order, repeats included."""
@@ -322,7 +398,7 @@ def case_from_dict(data: Any, source: str = "<case>", base_dir: Path | None = No
     except ValidationError as exc:
         first = exc.errors()[0]
         raise InputError(first["msg"].removeprefix("Value error, "), source=source, location=_json_path(first["loc"])) from None
-    return with_defaults(case)
+    return case
 
 
 def load_case(path: str | os.PathLike[str]) -> Case:
@@ -384,17 +460,10 @@ def _read_attachment(content: dict[str, Any], source: str, base_dir: Path | None
 def with_defaults(case: Case) -> Case:
     """The canonical form: implicit parties made explicit, records in id order.
 
-    A bundle built from a case, or pulled back from a server, parses to this form.
+    Every validated Case is already canonical (see ``Case._make_canonical``); this stays for
+    callers of earlier versions and for a case made with ``model_copy``, which skips validation.
     """
-    updates: dict[str, Any] = {}
-    if case.records_consent is not None and case.records_consent.recipient is None:
-        updates["records_consent"] = case.records_consent.model_copy(update={"recipient": case.performer})
-    if case.report_consent is not None and case.report_consent.recipient is None:
-        updates["report_consent"] = case.report_consent.model_copy(update={"recipient": case.requester})
-    records = sorted(case.records, key=lambda r: r.id)  # a server returns records in no set order
-    if any(r.author is None for r in records) or records != case.records:
-        updates["records"] = [r if r.author else r.model_copy(update={"author": case.requester}) for r in records]
-    return case.model_copy(update=updates) if updates else case
+    return case.model_copy(update=updates) if (updates := case._canonical_updates()) else case
 
 
 def parse_when(value: str) -> dt.datetime:

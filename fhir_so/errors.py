@@ -5,6 +5,7 @@ it into a message and its ``exit_code`` (0 done, 1 refused, 2 bad input, 3 serve
 
     FhirSoError                      exit 3 unless a subclass says otherwise
     ├── InputError                   exit 2: bad file, bad JSON, breaks a schema; names file and place
+    │   ├── CaseNotFoundError        the server has no such case (pull, transfer): exit 2
     │   ├── ProfileError             a StructureDefinition or package that cannot be used
     │   └── ToolMissingError         a JDK, Maven or npm needed for a step is not installed
     ├── RefusedError                 exit 1: the step is not allowed
@@ -57,6 +58,20 @@ class InputError(FhirSoError):
             where += f"at {location}: "
         super().__init__(where + message)
         self.detail = message
+
+
+class CaseNotFoundError(InputError):
+    """The server has no case with this case id, ServiceRequest id or patient (exit 2).
+
+    An :class:`InputError` because the name given does not lead to a case; catch this class to
+    tell "not there (yet)" from a malformed case.
+    """
+
+    def __init__(self, message: str, *, server: str, case_id: str | None = None, request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.server = server
+        self.case_id = case_id
+        self.request_id = request_id
 
 
 class ProfileError(InputError):

@@ -224,6 +224,27 @@ def _cmdline(pid: int) -> list[str] | None:
     return raw.decode(errors="replace").split("\0")
 
 
+def find_port_owner(port: int) -> tuple[int, Path] | None:
+    """(pid, data folder) of a fhir-so server listening on ``port``, whatever its data folder (Linux /proc).
+
+    ``status`` and ``stop`` use it when the pid file of the expected folder names no server:
+    an instance started with another ``--data`` (or ``$FHIR_SO_DATA``) is still found by its port.
+    """
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return None
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        args = _cmdline(int(entry.name))
+        if not args or not any(a.endswith(JAR_NAME) for a in args) or f"--server.port={port}" not in args:
+            continue
+        data = next((a.split("=", 1)[1] for a in args if a.startswith("--fhirso.data=")), None)
+        if data and _pid_alive(int(entry.name)):
+            return int(entry.name), Path(data)
+    return None
+
+
 class LocalServer:
     """One local HAPI FHIR server instance: build its jar, start, stop, status, reset."""
 
@@ -349,10 +370,17 @@ class LocalServer:
             return None
         return body if isinstance(body, dict) and body.get("resourceType") == "CapabilityStatement" else None
 
+    def _running(self) -> tuple[int | None, Path]:
+        """(pid, data folder) of the server on this port: this folder's first, else one from any folder."""
+        pid = self.running_pid()
+        if pid is None and (found := find_port_owner(self.config.port)) is not None:
+            return found
+        return pid, self.config.data_dir
+
     def status(self) -> ServerStatus:
         cfg = self.config
-        pid = self.running_pid()
-        status = ServerStatus(running=pid is not None, url=cfg.base_url, port=cfg.port, data_dir=cfg.data_dir, pid=pid)
+        pid, data_dir = self._running()
+        status = ServerStatus(running=pid is not None, url=cfg.base_url, port=cfg.port, data_dir=data_dir, pid=pid)
         if pid is not None:
             self._fill_from_metadata(status, self.fetch_metadata())
         return status
@@ -443,13 +471,25 @@ class LocalServer:
                 next_note += 30.0
             time.sleep(1.0)
 
-    def stop(self) -> int | None:
-        """Stop this instance's server and wait until it has exited; returns its pid, None if it was not running."""
+    def _stop_own(self) -> int | None:
+        """Stop only this data folder's server (reset must never end another folder's)."""
         pid = self.running_pid()
         if pid is None:
             return None
         self._end(pid)
         self._clear_pid()
+        return pid
+
+    def stop(self) -> int | None:
+        """Stop the server on this port and wait until it has exited; returns its pid, None if none was running.
+
+        The server of this data folder, or else a fhir-so server on this port started with another one.
+        """
+        pid, data_dir = self._running()
+        if pid is None:
+            return None
+        self._end(pid)
+        (data_dir / self.config.pid_file.name).unlink(missing_ok=True)
         return pid
 
     def _end(self, pid: int) -> None:
@@ -477,7 +517,7 @@ class LocalServer:
 
     def reset(self) -> tuple[int | None, list[Path]]:
         """Stop the server if it runs and delete its database and log; returns (stopped pid, removed paths)."""
-        pid = self.stop()
+        pid = self._stop_own()
         removed = []
         for path in (self.config.database_dir, self.config.log_file):
             if path.is_dir():

@@ -9,6 +9,8 @@ from typing import Any, Callable, TypeVar
 
 import click
 
+from fhir_so.cli.app import DEFAULT_TIMEOUT
+from fhir_so.cli.params import ServerUrl
 from fhir_so.errors import FhirSoError
 from fhir_so.jsonio import write_atomic
 
@@ -47,10 +49,22 @@ output_option = click.option(
 
 server_option = click.option(
     "--server",
+    type=ServerUrl(),
     envvar="FHIR_SO_SERVER",
     show_envvar=True,
     metavar="URL",
     help="Base URL of the FHIR server, e.g. http://127.0.0.1:8080/fhir.",
+)
+
+timeout_option = click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.1),
+    default=DEFAULT_TIMEOUT,
+    show_default=True,
+    envvar="FHIR_SO_TIMEOUT",
+    show_envvar=True,
+    metavar="SECONDS",
+    help="Read timeout of each request to the server (connect: the same, at most 10 s).",
 )
 
 

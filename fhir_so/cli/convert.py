@@ -5,18 +5,19 @@ from __future__ import annotations
 import click
 
 from fhir_so.bundle import bundle_json, parse_bundle
-from fhir_so.case import load_case
+from fhir_so.case import Case
 from fhir_so.cli.common import info, output_option, translate_errors, write_or_echo
+from fhir_so.cli.params import CaseFile
 from fhir_so.jsonio import load_json
 
 _case_path = click.Path(dir_okay=True, path_type=str)
 
 
 @click.command()
-@click.argument("case_file", metavar="CASE.json", type=_case_path)
+@click.argument("case", metavar="CASE.json", type=CaseFile())
 @output_option
 @translate_errors
-def build(case_file: str, output: str | None) -> None:
+def build(case: Case, output: str | None) -> None:
     """Build the transaction Bundle of a second-opinion case.
 
     \b
@@ -28,7 +29,6 @@ def build(case_file: str, output: str | None) -> None:
       fhir-so build examples/urology-second-opinion.case.json
       fhir-so build case.json -o bundle.json
     """
-    case = load_case(case_file)
     if case.is_stat:
         info(f"flag: case {case.case_id} is a stat request; it must not wait behind missing records")
     write_or_echo(bundle_json(case), output)

@@ -1,65 +1,36 @@
 """``fhir-so push``, ``pull``, ``transfer`` and ``demo``: moving a case between FHIR servers.
 
-Each command parses options, builds the clients (credentials from the environment through
-:func:`fhir_so.auth.auth_from_env`) and calls one library function of
-:mod:`fhir_so.workflow`; errors become exit codes through ``translate_errors``.
+Each command parses options, gets its clients from the application object
+(:class:`fhir_so.cli.app.App`: credentials from the environment, one timeout policy, closed
+when the command ends) and calls one library function of :mod:`fhir_so.workflow`; errors
+become exit codes through ``translate_errors``.
 """
 
 from __future__ import annotations
 
-import os
+import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 
-from fhir_so.auth import Auth, auth_from_env
-from fhir_so.bundle import parse_bundle
-from fhir_so.cli.common import emit_json, info, json_option, server_option, translate_errors, write_or_echo
-from fhir_so.client import FhirClient
-from fhir_so.errors import InputError
+from fhir_so.case import Case
+from fhir_so.cli.app import App, pass_app
+from fhir_so.cli.common import emit_json, info, json_option, server_option, timeout_option, translate_errors, write_or_echo
+from fhir_so.cli.params import CaseFile, ServerUrl
+from fhir_so.errors import CaseNotFoundError, InputError
 from fhir_so.jsonio import dumps, write_atomic
-from fhir_so.workflow import case_of, pull_bundle, pull_patient_bundles, push, transfer
-from fhir_so.workflow.push import load_push_input
-
-_PREFIXES = ("FHIR_SO_FROM_", "FHIR_SO_TO_")
-_AUTH_NAMES = (
-    "CLIENT_ID", "PRIVATE_KEY", "TOKEN_URL", "SCOPE", "KEY_ID", "TOKEN", "USERNAME", "PASSWORD",
-)
-
-
-def timeout_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option(
-        "--timeout",
-        type=click.FloatRange(min=0.1),
-        default=30.0,
-        show_default=True,
-        metavar="SECONDS",
-        help="Read timeout of each request (connect: at most 10 s).",
-    )(func)
-
-
-def _auth(prefix: str = "") -> Auth | None:
-    """Credentials from FHIR_SO_* (or, for one side of a transfer, FHIR_SO_FROM_* / FHIR_SO_TO_*)."""
-    env = os.environ
-    if prefix and any(env.get(prefix + n) for n in _AUTH_NAMES):
-        return auth_from_env({f"FHIR_SO_{n}": env[prefix + n] for n in _AUTH_NAMES if env.get(prefix + n)})
-    return auth_from_env(env)
-
-
-def _client(url: str | None, timeout: float, *, what: str = "--server", prefix: str = "") -> FhirClient:
-    if not url:
-        raise InputError(f"give the FHIR server's base URL with {what} (or the environment variable)")
-    return FhirClient(url, auth=_auth(prefix), timeout=(min(10.0, timeout), timeout))
+from fhir_so.workflow import case_of, pull_bundle, pull_patient, pull_patient_bundle, push, transfer
 
 
 @click.command("push")
-@click.argument("path", metavar="BUNDLE.json|CASE.json", type=click.Path(dir_okay=False, path_type=str))
+@click.argument("payload", metavar="BUNDLE.json|CASE.json", type=CaseFile(bundles=True))
 @server_option
 @timeout_option
 @json_option
+@pass_app
 @translate_errors
-def push_command(path: str, server: str | None, timeout: float, as_json: bool) -> None:
+def push_command(app: App, payload: Case | dict[str, Any], server: str | None, timeout: float, as_json: bool) -> None:
     """Send a case (a case file, or its transaction Bundle) to a server as ONE transaction.
 
     \b
@@ -72,9 +43,7 @@ def push_command(path: str, server: str | None, timeout: float, as_json: bool) -
       fhir-so push examples/urology-second-opinion.case.json --server http://127.0.0.1:8090/fhir
       fhir-so push bundle.json --json | jq .request_id
     """
-    payload = load_push_input(path)
-    with _client(server, timeout) as client:
-        result = push(client, payload)
+    result = push(app.client(server, timeout=timeout), payload)
     if result.stat:
         info(f"FLAG: case {result.case_id} is a stat request: an emergency must not wait for the opinion")
     if as_json:
@@ -93,8 +62,10 @@ def push_command(path: str, server: str | None, timeout: float, as_json: bool) -
 @click.option("--as", "as_", type=click.Choice(["case", "bundle"]), default="case", show_default=True, help="Write a case file or the collection Bundle.")
 @click.option("-o", "--output", type=click.Path(path_type=str), help="Write here (atomically) instead of stdout; with --patient --as case: a directory.")
 @timeout_option
+@pass_app
 @translate_errors
 def pull_command(
+    app: App,
     server: str | None, request_id: str | None, case_id: str | None, patient_id: str | None, as_: str, output: str | None, timeout: float
 ) -> None:
     """Fetch a case: the request with its parties, consents, records and opinion.
@@ -116,57 +87,45 @@ def pull_command(
         raise click.UsageError("give exactly one of --request, --case or --patient" + (f" (got {', '.join(chosen)})" if chosen else ""))
     if patient_id is not None and as_ == "case" and not output:
         raise click.UsageError("--patient with --as case writes one file per case: give -o DIRECTORY")
-    with _client(server, timeout) as client:
-        if patient_id is None:
-            bundle = pull_bundle(client, request_id=request_id, case_id=case_id)
-            if as_ == "bundle":
-                write_or_echo(dumps(bundle), output)
-            else:
-                write_or_echo(case_of(bundle, client.base_url).to_json(), output)
-            return
-        _pull_patient(client, patient_id, as_, output)
-
-
-def _pull_patient(client: FhirClient, patient_id: str, as_: str, output: str | None) -> None:
-    source = f"{client.base_url}/Patient/{patient_id}"
-    if as_ == "bundle":
-        entries: dict[str, Any] = {}
-        for _, bundle in pull_patient_bundles(client, patient_id):
-            for entry in bundle["entry"]:
-                entries.setdefault(entry["fullUrl"], entry)
-        if not entries:
-            raise InputError(f"{client.base_url} has no second-opinion case for Patient/{patient_id}")
-        write_or_echo(dumps({"resourceType": "Bundle", "type": "collection", "entry": list(entries.values())}), output)
-        return
-    folder = Path(str(output))
-    if folder.exists() and not folder.is_dir():
-        raise InputError("with --patient --as case, -o must be a directory", source=str(folder))
-    folder.mkdir(parents=True, exist_ok=True)
-    count = 0
-    for case_id, bundle in pull_patient_bundles(client, patient_id):
-        case = parse_bundle(bundle, source, case_id)
-        target = folder / f"{case.case_id}.case.json"
-        write_atomic(target, case.to_json())
-        info(f"wrote {target}")
-        count += 1
-    if count == 0:
-        raise InputError(f"{client.base_url} has no second-opinion case for Patient/{patient_id}")
+    client = app.client(server, timeout=timeout)
+    if patient_id is None:
+        bundle = pull_bundle(client, request_id=request_id, case_id=case_id)
+        write_or_echo(dumps(bundle) if as_ == "bundle" else case_of(bundle, client.base_url).to_json(), output)
+    elif as_ == "bundle":
+        write_or_echo(dumps(pull_patient_bundle(client, patient_id)), output)
+    else:
+        folder = Path(str(output))
+        if folder.exists() and not folder.is_dir():
+            raise InputError("with --patient --as case, -o must be a directory", source=str(folder))
+        folder.mkdir(parents=True, exist_ok=True)
+        count = 0
+        for case in pull_patient(client, patient_id):
+            target = folder / f"{case.case_id}.case.json"
+            write_atomic(target, case.to_json())
+            info(f"wrote {target}")
+            count += 1
+        if count == 0:
+            raise CaseNotFoundError(f"{client.base_url} has no second-opinion case for Patient/{patient_id}", server=client.base_url)
 
 
 @click.command("transfer")
-@click.option("--from", "from_url", envvar="FHIR_SO_FROM", show_envvar=True, metavar="URL", help="The server the case is on.")
-@click.option("--to", "to_url", envvar="FHIR_SO_TO", show_envvar=True, metavar="URL", help="The server to copy it to.")
-@click.option("--request", "request_id", required=True, metavar="ID", help="The ServiceRequest's id on the --from server.")
+@click.option("--from", "from_url", type=ServerUrl(), envvar="FHIR_SO_FROM", show_envvar=True, metavar="URL", help="The server the case is on.")
+@click.option("--to", "to_url", type=ServerUrl(), envvar="FHIR_SO_TO", show_envvar=True, metavar="URL", help="The server to copy it to.")
+@click.option("--request", "request_id", metavar="ID", help="The ServiceRequest's id on the --from server.")
+@click.option("--case", "case_id", metavar="CASE-ID", help="Or the case id (the ServiceRequest's identifier) on the --from server.")
 @click.option("--report-back", is_flag=True, help="Send the opinion back (second-opinion server -> first physician's server).")
 @click.option("--state", type=click.Path(dir_okay=False, path_type=str), metavar="FILE", help="Progress file: a killed run started again with it resumes.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (what moves, what is withheld, why); write nothing.")
 @timeout_option
 @json_option
+@pass_app
 @translate_errors
 def transfer_command(
+    app: App,
     from_url: str | None,
     to_url: str | None,
-    request_id: str,
+    request_id: str | None,
+    case_id: str | None,
     report_back: bool,
     state: str | None,
     dry_run: bool,
@@ -181,7 +140,8 @@ def transfer_command(
     its period now, naming the request's performer as recipient. Only the record kinds it
     permits move; the others are listed as withheld. The opinion never goes out this way.
     Report back (--report-back): --from is the second-opinion server, --to the first
-    physician's; --request is the ServiceRequest's id on --from. Only the opinion moves,
+    physician's. Name the case on --from by --request (the ServiceRequest's id there) or
+    --case (the case id). Only the opinion moves,
     and only with the report Consent (recipient: the requester) on both servers.
 
     \b
@@ -199,9 +159,11 @@ def transfer_command(
       fhir-so transfer --from http://127.0.0.1:8090/fhir --to http://127.0.0.1:8091/fhir --request 12 --state t.json
       fhir-so transfer --from http://127.0.0.1:8091/fhir --to http://127.0.0.1:8090/fhir --request 5 --report-back
     """
-    with _client(from_url, timeout, what="--from", prefix="FHIR_SO_FROM_") as source, \
-            _client(to_url, timeout, what="--to", prefix="FHIR_SO_TO_") as destination:
-        result = transfer(source, destination, request_id, state=state, dry_run=dry_run, report_back=report_back)
+    if (request_id is None) == (case_id is None):
+        raise click.UsageError("give exactly one of --request or --case")
+    source = app.client(from_url, timeout=timeout, side="from", what="--from")
+    destination = app.client(to_url, timeout=timeout, side="to", what="--to")
+    result = transfer(source, destination, request_id, case_id=case_id, state=state, dry_run=dry_run, report_back=report_back)
     if as_json:
         emit_json(result.to_json())
     else:
@@ -212,12 +174,13 @@ def transfer_command(
 
 
 @click.command("demo")
-@click.option("--server", envvar="FHIR_SO_SERVER", show_envvar=True, metavar="URL", help="The first physician's server (default: a local server on port 8090, started if needed).")
-@click.option("--second-server", envvar="FHIR_SO_SECOND_SERVER", show_envvar=True, metavar="URL", help="The second-opinion server (default: a local server on port 8091, started if needed).")
+@click.option("--server", type=ServerUrl(), envvar="FHIR_SO_SERVER", show_envvar=True, metavar="URL", help="The first physician's server (default: a local server on port 8090, started if needed).")
+@click.option("--second-server", type=ServerUrl(), envvar="FHIR_SO_SECOND_SERVER", show_envvar=True, metavar="URL", help="The second-opinion server (default: a local server on port 8091, started if needed).")
 @click.option("--examples", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None, help="Folder with the urology example cases (default: this checkout's examples/).")
 @timeout_option
+@pass_app
 @translate_errors
-def demo_command(server: str | None, second_server: str | None, examples: Path | None, timeout: float) -> None:
+def demo_command(app: App, server: str | None, second_server: str | None, examples: Path | None, timeout: float) -> None:
     """Tell the whole story: request, consent, records out, report back, third opinion.
 
     \b
@@ -227,17 +190,14 @@ def demo_command(server: str | None, second_server: str | None, examples: Path |
     the next run (`fhir-so server stop --port N` ends them). Each step prints what was
     checked: consent verdicts, server ids, counts. Re-running it duplicates nothing.
     """
-    import tempfile
-    from fhir_so.workflow.demo import run_demo
+    from fhir_so.workflow.demo import find_examples, run_demo
 
-    folder = examples or Path(__file__).resolve().parents[2] / "examples"
-    if not (folder / "urology-second-opinion.case.json").is_file():
-        raise InputError("the urology example cases are not here; give --examples DIR", source=str(folder))
+    folder = find_examples(examples)
     ports = [p for p, url in ((8090, server), (8091, second_server)) if not url]
     if ports:
         from fhir_so.server import start_servers
 
-        started = start_servers(os.environ, ports, progress=info)
+        started = start_servers(app.env, ports, progress=info)
         for status in started.values():
             if status.already_running:
                 info(f"using the local server already running on {status.url}")
@@ -245,8 +205,9 @@ def demo_command(server: str | None, second_server: str | None, examples: Path |
                 info(f"started the local server on {status.url} in {status.seconds or 0:.0f} s")
         server = started[8090].url if 8090 in started else server
         second_server = started[8091].url if 8091 in started else second_server
-    with tempfile.TemporaryDirectory(prefix="fhir-so-demo-") as state_dir, \
-            _client(server, timeout) as clinic, _client(second_server, timeout, what="--second-server") as expert:
+    clinic = app.client(server, timeout=timeout)
+    expert = app.client(second_server, timeout=timeout, what="--second-server")
+    with tempfile.TemporaryDirectory(prefix="fhir-so-demo-") as state_dir:
         run_demo(clinic, expert, examples=folder, state_dir=Path(state_dir), say=click.echo)
     if ports:
         stops = " and ".join("fhir-so server stop" + ("" if p == 8090 else f" --port {p}") for p in ports)

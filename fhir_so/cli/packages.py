@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from fhir_so.cli.common import emit_json, info, json_option, translate_errors
+from fhir_so.cli.params import PackageRef
 from fhir_so.packages import (
     REGISTRIES_ENV,
     SUSHI_AUTO_PACKAGES,
@@ -97,7 +98,7 @@ def list_command(cache_dir: Path | None, as_json: bool) -> None:
 @packages_group.command("install")
 @cache_option
 @registry_option
-@click.argument("spec", metavar="NAME#VERSION|DIR|TGZ")
+@click.argument("spec", metavar="NAME#VERSION|DIR|TGZ", type=PackageRef())
 @json_option
 @translate_errors
 def install_command(cache_dir: Path | None, registries: tuple[str, ...], spec: str, as_json: bool) -> None:

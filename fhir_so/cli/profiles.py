@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
 
-from fhir_so.cli.common import emit_json, info, json_option, server_option, translate_errors
+from fhir_so.cli.app import App, pass_app
+from fhir_so.cli.common import emit_json, info, json_option, server_option, timeout_option, translate_errors
 from fhir_so.cli.packages import cache_option
-from fhir_so.auth import auth_from_env
-from fhir_so.client import FhirClient
-from fhir_so.errors import InputError
 from fhir_so.packages import PackageCache
 from fhir_so.profiles import build_profiles
 from fhir_so.workflow.profiles_install import install_profiles
@@ -55,19 +52,17 @@ def build_command(cache_dir: Path | None, project_root: Path | None, force: bool
 @profiles_group.command("install")
 @server_option
 @cache_option
-@click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds to wait for each answer.")
+@timeout_option
 @json_option
+@pass_app
 @translate_errors
-def install_command(server: str | None, cache_dir: Path | None, timeout: float, as_json: bool) -> None:
+def install_command(app: App, server: str | None, cache_dir: Path | None, timeout: float, as_json: bool) -> None:
     """Upload the project's CodeSystems, ValueSets and StructureDefinitions to a FHIR server.
 
     Each is read first and written (PUT Type/id) only when missing or different: a re-run changes
     nothing. Credentials come from the environment (FHIR_SO_TOKEN, ...). Build first: fhir-so profiles build.
     """
-    if not server:
-        raise InputError("give --server URL (or set FHIR_SO_SERVER)")
-    with FhirClient(server, auth=auth_from_env(os.environ), timeout=(5.0, timeout)) as client:
-        report = install_profiles(client, PackageCache(cache_dir))
+    report = install_profiles(app.client(server, timeout=timeout), PackageCache(cache_dir))
     if as_json:
         emit_json(report)
     else:

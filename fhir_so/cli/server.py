@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any, Callable
 
 import click
 
+from fhir_so.cli.app import App, pass_app
 from fhir_so.cli.common import emit_json, info, json_option, translate_errors
 from fhir_so.server import DEFAULT_HEAP, DEFAULT_PORT, LocalServer, ServerConfig, ServerStatus
 
@@ -23,8 +23,8 @@ data_option = click.option(
 )
 
 
-def _server(port: int, data_dir: Path | None, **overrides: Any) -> LocalServer:
-    return LocalServer(ServerConfig.resolve(os.environ, port=port, data_dir=data_dir, **overrides))
+def _server(app: App, port: int, data_dir: Path | None, **overrides: Any) -> LocalServer:
+    return LocalServer(ServerConfig.resolve(app.env, port=port, data_dir=data_dir, **overrides))
 
 
 def _describe(status: ServerStatus) -> str:
@@ -61,10 +61,11 @@ def server_group() -> None:
 
 @server_group.command("build")
 @click.option("--force", is_flag=True, help="Build even when the jar is newer than its sources.")
+@pass_app
 @translate_errors
-def build_command(force: bool) -> None:
+def build_command(app: App, force: bool) -> None:
     """Build the server jar with Maven, once: only when it is missing or older than its sources."""
-    server = _server(DEFAULT_PORT, None)
+    server = _server(app, DEFAULT_PORT, None)
     if not server.build(force=force, progress=info):
         info(f"server jar up to date: {server.config.app_jar}")
 
@@ -73,10 +74,11 @@ def build_command(force: bool) -> None:
 @_instance_command
 @click.option("--heap", default=DEFAULT_HEAP, show_default=True, callback=_check_heap, help="Java heap limit (-Xmx), e.g. 768m, 1g.")
 @click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds to wait for /fhir/metadata.")
+@pass_app
 @translate_errors
-def start_command(port: int, data_dir: Path | None, as_json: bool, heap: str, timeout: float) -> None:
+def start_command(app: App, port: int, data_dir: Path | None, as_json: bool, heap: str, timeout: float) -> None:
     """Start the server in the background (building it if needed); return once /fhir/metadata answers."""
-    status = _server(port, data_dir, heap=heap, start_timeout=timeout).start(progress=info)
+    status = _server(app, port, data_dir, heap=heap, start_timeout=timeout).start(progress=info)
     if as_json:
         emit_json(status.to_dict())
     elif status.already_running:
@@ -87,10 +89,14 @@ def start_command(port: int, data_dir: Path | None, as_json: bool, heap: str, ti
 
 @server_group.command("stop")
 @_instance_command
+@pass_app
 @translate_errors
-def stop_command(port: int, data_dir: Path | None, as_json: bool) -> None:
-    """Stop the server started for this port and data folder, and wait until it has exited."""
-    server = _server(port, data_dir)
+def stop_command(app: App, port: int, data_dir: Path | None, as_json: bool) -> None:
+    """Stop the fhir-so server on this port, and wait until it has exited.
+
+    The one of this data folder, or else one started with another --data (found by its port).
+    """
+    server = _server(app, port, data_dir)
     pid = server.stop()
     if as_json:
         emit_json({"stopped": pid is not None, "pid": pid, "url": server.config.base_url})
@@ -100,10 +106,11 @@ def stop_command(port: int, data_dir: Path | None, as_json: bool) -> None:
 
 @server_group.command("status")
 @_instance_command
+@pass_app
 @translate_errors
-def status_command(port: int, data_dir: Path | None, as_json: bool) -> None:
-    """Say whether the server runs, with its URL, FHIR version and pid."""
-    status = _server(port, data_dir).status()
+def status_command(app: App, port: int, data_dir: Path | None, as_json: bool) -> None:
+    """Say whether a fhir-so server runs on this port, with its URL, FHIR version, pid and data folder."""
+    status = _server(app, port, data_dir).status()
     if as_json:
         emit_json(status.to_dict())
     else:
@@ -112,10 +119,11 @@ def status_command(port: int, data_dir: Path | None, as_json: bool) -> None:
 
 @server_group.command("reset")
 @_instance_command
+@pass_app
 @translate_errors
-def reset_command(port: int, data_dir: Path | None, as_json: bool) -> None:
+def reset_command(app: App, port: int, data_dir: Path | None, as_json: bool) -> None:
     """Stop the server if it runs and delete its database and log (the next start begins empty)."""
-    server = _server(port, data_dir)
+    server = _server(app, port, data_dir)
     pid, removed = server.reset()
     if as_json:
         emit_json({"stopped": pid, "removed": [str(p) for p in removed], "dataDir": str(server.config.data_dir)})

@@ -2,29 +2,41 @@
 
 from __future__ import annotations
 
-import os
 import sys
-from pathlib import Path
 from typing import IO
 
 import click
 
-from fhir_so.cli.common import info, server_option, translate_errors
+from fhir_so.cli.app import App, pass_app
+from fhir_so.cli.common import info, server_option, timeout_option, translate_errors
+from fhir_so.cli.params import PackageRef
 from fhir_so.cli.packages import registry_factory, registry_option
-from fhir_so.errors import InputError
-from fhir_so.packages import PackageCache, ensure_installed
 
 
 @click.command("validate")
 @click.argument("paths", nargs=-1, required=True, metavar="PATH...")
 @click.option("--profile", "profiles", multiple=True, metavar="URL", help="Check every resource against this profile too (repeatable).")
-@click.option("--package", "packages", multiple=True, metavar="DIR|NAME#VER|TGZ", help="Load definitions from this FHIR package (repeatable).")
+@click.option("--package", "packages", multiple=True, type=PackageRef(), metavar="DIR|NAME#VER|TGZ", help="Load definitions from this FHIR package (repeatable).")
 @registry_option
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "junit"]), default="text", show_default=True, help="Report format.")
 @server_option
+@timeout_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report here (atomically) instead of stdout.")
+@pass_app
+@click.pass_context
 @translate_errors
-def validate_command(paths: tuple[str, ...], profiles: tuple[str, ...], packages: tuple[str, ...], registries: tuple[str, ...], fmt: str, server: str | None, output: str | None) -> None:
+def validate_command(
+    ctx: click.Context,
+    app: App,
+    paths: tuple[str, ...],
+    profiles: tuple[str, ...],
+    packages: tuple[str, ...],
+    registries: tuple[str, ...],
+    fmt: str,
+    server: str | None,
+    timeout: float,
+    output: str | None,
+) -> None:
     """Validate FHIR R4 resources: files, directories, Bundles, NDJSON.
 
     \b
@@ -33,31 +45,18 @@ def validate_command(paths: tuple[str, ...], profiles: tuple[str, ...], packages
     Exit codes: 0 all valid, 1 some invalid, 2 bad input (unreadable file, malformed JSON).
     """
     from fhir_so.validation.outcome import write_report, write_report_file
+    from fhir_so.workflow.run_validation import validate
 
-    for p in paths:
-        if not Path(p).exists():
-            raise InputError("no such file or directory", source=p)
-    if server:
-        from fhir_so.auth import auth_from_env
-        from fhir_so.client import FhirClient
-        from fhir_so.workflow.remote_validate import RemoteValidator
-
-        client = FhirClient(server, auth=auth_from_env(os.environ))
-        results = RemoteValidator(client, profiles).validate_paths(paths)
-    else:
-        from fhir_so.validation import Validator, ValidatorOptions
-        from fhir_so.validation.loading import load_definitions
-
-        cache = PackageCache()
-        options = ValidatorOptions(json_schema=cache.r4_json_schema_path())
+    client = app.client(server, timeout=timeout) if server else None
+    results = validate(
+        paths,
+        profiles=profiles,
+        packages=packages,
+        client=client,
         # NAME#VERSION not yet in the cache is installed from the registries on first use; later runs are offline
-        ensure_installed(cache, packages, registry_factory(registries))
-        definitions = load_definitions(cache, packages)
-        for warning in definitions.warnings:
-            info(f"warning: {warning}")
-        validator = Validator(definitions, profiles, options)
-        validator.check_profiles()
-        results = validator.validate_paths(paths)
+        registry=registry_factory(registries),
+        on_warning=lambda warning: info(f"warning: {warning}"),
+    )
     # progress only on a terminal, and only when the report does not go to that same terminal
     progress = _progress if sys.stderr.isatty() and (output or not sys.stdout.isatty()) else None
     if output:
@@ -69,8 +68,7 @@ def validate_command(paths: tuple[str, ...], profiles: tuple[str, ...], packages
     if progress is not None:
         click.echo("", err=True)
     info(summary.line())
-    if summary.exit_code:
-        sys.exit(summary.exit_code)
+    ctx.exit(summary.exit_code)
 
 
 def _progress(count: int) -> None:

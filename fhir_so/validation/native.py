@@ -18,7 +18,7 @@ def _exists(v: dict[str, Any], key: str) -> bool:
     return v.get(key) not in (None, [], {})
 
 
-def _when(s: Any) -> tuple[int, datetime] | None:
+def when(s: Any) -> tuple[int, datetime] | None:
     """A date/dateTime/instant as (precision, UTC datetime); None when unreadable."""
     if not isinstance(s, str) or len(s) < 4:
         return None
@@ -41,7 +41,7 @@ def _per_1(v: Any) -> bool:
     start, end = v.get("start"), v.get("end")
     if not isinstance(start, str) or not isinstance(end, str):
         return True
-    a, b = _when(start), _when(end)
+    a, b = when(start), when(end)
     if a is None or b is None:
         return True
     if a[0] == b[0] or (a[0] >= 3 and b[0] >= 3):

@@ -12,6 +12,8 @@ import calendar
 import re
 from typing import Any, Callable
 
+from fhir_so.fhirtypes import FHIR_ID_RE as _ID_RE
+
 Checker = Callable[[Any], "str | None"]
 
 _YEAR = r"([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)"
@@ -23,7 +25,6 @@ _DATETIME_RE = re.compile(
 )
 _INSTANT_RE = re.compile(rf"{_YEAR}-(0[1-9]|1[0-2])-(0[1-9]|[1-2][0-9]|3[0-1])T{_TIME}{_TZ}")
 _TIME_RE = re.compile(_TIME)
-_ID_RE = re.compile(r"[A-Za-z0-9\-\.]{1,64}")
 _CODE_RE = re.compile(r"[^\s]+( [^\s]+)*")
 _URI_RE = re.compile(r"\S*")
 _OID_RE = re.compile(r"urn:oid:[0-2](\.(0|[1-9][0-9]*))+")

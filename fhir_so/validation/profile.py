@@ -16,6 +16,8 @@ from typing import Any, Callable, Sequence
 
 import orjson
 
+from fhir_so.fhirtypes import RESOURCE_REF_RE as _REF_TYPE
+from fhir_so.references import BundleIndex
 from fhir_so.validation.bindings import Terminology
 from fhir_so.validation.fhirpath import InvariantEngine
 from fhir_so.validation.findings import (
@@ -34,44 +36,10 @@ from fhir_so.validation.primitives import CHECKERS, as_dict, as_list, json_type
 from fhir_so.validation.slicing import SliceMatcher, matches_pattern
 
 _TAGS = re.compile(r"<[^>]*>")
-_REF_TYPE = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/[A-Za-z0-9\-.]{1,64}(?:/_history/[A-Za-z0-9\-.]{1,64})?$")
 _RESOURCE_TYPES = frozenset({"Resource", "DomainResource"})
 # data types whose verdict depends on the value and the element only (values holding a reference excepted)
 _MEMO_TYPES = frozenset({"Coding", "CodeableConcept", "Identifier", "Quantity", "Period", "HumanName", "ContactPoint", "Address", "Meta", "Annotation"})
 _MEMO_LIMIT = 100_000
-
-
-@dataclass(slots=True)
-class BundleIndex:
-    """A Bundle's entries by fullUrl (and by ``Type/id``), to resolve references inside it."""
-
-    by_url: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, bundle: dict[str, Any]) -> "BundleIndex":
-        index = cls()
-        for entry in as_list(bundle.get("entry"), []):
-            if not isinstance(entry, dict):
-                continue
-            res = entry.get("resource")
-            if not isinstance(res, dict):
-                continue
-            full = entry.get("fullUrl")
-            if isinstance(full, str):
-                index.by_url[full] = res
-            rt, rid = res.get("resourceType"), res.get("id")
-            if isinstance(rt, str) and isinstance(rid, str):
-                index.by_url.setdefault(f"{rt}/{rid}", res)
-        return index
-
-    def resolve(self, ref: str) -> dict[str, Any] | None:
-        """The entry resource a reference points to, if it is in the Bundle."""
-        hit = self.by_url.get(ref)
-        if hit is None and not ref.startswith("urn:"):
-            m = _REF_TYPE.search(ref)
-            if m:
-                hit = self.by_url.get(ref[m.start():].lstrip("/").split("/_history/")[0])
-        return hit
 
 
 @dataclass(slots=True)
@@ -91,14 +59,14 @@ class _Ctx:
 class ElementWalker:
     """Walks resources against plans; one instance per validator (holds caches, no global state)."""
 
-    def __init__(self, plans: PlanRegistry, terminology: Terminology, invariants: InvariantEngine, *, check_codes: bool = True) -> None:
+    def __init__(self, plans: PlanRegistry, terminology: Terminology, invariants: InvariantEngine, *, check_codes: bool = True, forced: Sequence[str] = ()) -> None:
         self.plans = plans
         self.terminology = terminology
         self.invariants = invariants
         self.check_codes = check_codes
         self.slices = SliceMatcher(self)
         #: profiles every resource of their type is checked against (``--profile``)
-        self.forced: tuple[str, ...] = ()
+        self.forced: tuple[str, ...] = tuple(forced)
         self._reported_skips: set[str] = set()
         #: expression -> native predicate (None: evaluate with fhirpathpy)
         self._native: dict[str, Callable[[Any], bool] | None] = {}
@@ -482,9 +450,9 @@ class ElementWalker:
                 else:
                     target = ctx.root.get("resourceType") if isinstance(ctx.root, dict) else None
             elif ctx.bundle is not None:
-                res = ctx.bundle.resolve(ref)
-                if res is not None:
-                    target = str(res.get("resourceType"))
+                hit = ctx.bundle.find(ref)
+                if hit is not None:
+                    target = str(hit.resource.get("resourceType"))
                     resolved = True
                 elif ref.startswith("urn:"):
                     ctx.sink.append(Issue("error", NOT_FOUND, f"{loc}.reference", f"{ref} is not the fullUrl of any entry in this Bundle", "reference-resolve"))

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator
 
 from fhir_so import terminology as t
 from fhir_so.validation.findings import BUSINESS_RULE, Issue
-from fhir_so.validation.native import _when
+from fhir_so.validation.native import when as _when
 
 Located = tuple[str, dict[str, Any]]
 

@@ -64,8 +64,7 @@ class Validator:
         self.plans = PlanRegistry(definitions)
         self.terminology = Terminology(definitions)
         self.invariants = InvariantEngine()
-        self.walker = ElementWalker(self.plans, self.terminology, self.invariants, check_codes=self.options.check_codes)
-        self.walker.forced = self.profiles
+        self.walker = ElementWalker(self.plans, self.terminology, self.invariants, check_codes=self.options.check_codes, forced=self.profiles)
         self.rules = BusinessRules(self.options.now)
         self.schema = SchemaLayer(self.options.json_schema) if self.options.json_schema is not None else None
 

@@ -8,15 +8,16 @@ Every CLI step is one call from Python::
     with FhirClient("http://127.0.0.1:8090/fhir") as clinic, FhirClient("http://127.0.0.1:8091/fhir") as expert:
         result = push(clinic, load_case("case.json"))          # PushResult
         case = pull(clinic, case_id="so-2026-uro-0417")         # Case
-        moved = transfer(clinic, expert, result.request_id)     # TransferResult
+        moved = transfer(clinic, expert, case_id="so-2026-uro-0417")   # TransferResult
 """
 
 from __future__ import annotations
 
 from fhir_so.workflow.consent import Verdict, Withheld, check_records_consent, check_report_consent
-from fhir_so.workflow.pull import case_of, pull, pull_bundle, pull_patient, pull_patient_bundles
+from fhir_so.workflow.pull import case_of, find_request_id, pull, pull_bundle, pull_patient, pull_patient_bundle, pull_patient_bundles
 from fhir_so.workflow.push import PushedEntry, PushResult, push
 from fhir_so.workflow.transfer import Plan, TransferResult, plan_transfer, transfer
+from fhir_so.workflow.run_validation import offline_validator, validate
 
 __all__ = [
     "Plan",
@@ -28,11 +29,15 @@ __all__ = [
     "case_of",
     "check_records_consent",
     "check_report_consent",
+    "find_request_id",
+    "offline_validator",
     "plan_transfer",
     "pull",
     "pull_bundle",
     "pull_patient",
+    "pull_patient_bundle",
     "pull_patient_bundles",
     "push",
     "transfer",
+    "validate",
 ]

@@ -27,18 +27,26 @@ from pathlib import Path
 
 from fhir_so.case import Case, Opinion, load_case, parse_when
 from fhir_so.client import FhirClient
-from fhir_so.errors import ConsentError
+from fhir_so.errors import ConsentError, InputError
 from fhir_so.workflow.consent import check_records_consent
 from fhir_so.workflow.pull import pull
 from fhir_so.workflow.push import PushResult, push
 from fhir_so.workflow.transfer import TransferResult, transfer
 
-__all__ = ["DemoResult", "run_demo"]
+__all__ = ["DemoResult", "find_examples", "run_demo"]
 
 SECOND = "urology-second-opinion.case.json"
 THIRD = "urology-third-opinion.case.json"
 
 Say = Callable[[str], None]
+
+
+def find_examples(folder: Path | None = None) -> Path:
+    """The folder with the urology example cases: ``folder``, or this checkout's ``examples/``."""
+    found = folder if folder is not None else Path(__file__).resolve().parents[2] / "examples"
+    if not (found / SECOND).is_file():
+        raise InputError("the urology example cases are not here; give --examples DIR", source=str(found))
+    return found
 
 
 @dataclass
@@ -74,7 +82,7 @@ def _one_opinion(
     clinic: FhirClient, expert: FhirClient, case: Case, opinion: Opinion, state_dir: Path, say: Say, result: DemoResult, label: str, step: int
 ) -> int:
     """Request -> consent check -> records out -> opinion written -> report back; returns the next step number."""
-    without_consent = case.model_copy(update={"opinion": None, "records_consent": None, "report_consent": None})
+    without_consent = case.updated(opinion=None, records_consent=None, report_consent=None)
     say(f"{step}. The first physician ({case.requester.name}) asks {case.performer.name} for a {label}:")
     first = _pushed(say, push(clinic, without_consent), "request")
     result.pushes.append(first)
@@ -86,11 +94,11 @@ def _one_opinion(
     except ConsentError as refused:
         result.refusals.append(str(refused))
         say(f"   checked before consent: REFUSED: {refused}")
-    consented = case.model_copy(update={"opinion": None})
+    consented = case.updated(opinion=None)
     records_consent = case.records_consent
     if records_consent is not None and not records_consent.record_kinds and case.records:
         kinds = sorted({r.kind for r in case.records})[:2]
-        limited = consented.model_copy(update={"records_consent": records_consent.model_copy(update={"record_kinds": kinds})})
+        limited = consented.updated(records_consent={**records_consent.model_dump(), "record_kinds": kinds})
         what_if = check_records_consent(limited, _at(case.requested, 5)())
         held = ", ".join(f"{w.record_id} ({w.kind})" for w in what_if.withheld)
         say(f"   (had the patient limited the consent to {' and '.join(kinds)}, these would stay behind: {held})")
@@ -101,7 +109,7 @@ def _one_opinion(
     result.transfers.append(out)
     say(f"{step + 3}. {case.performer.name} writes the opinion ({opinion.concordance}: {opinion.conclusion[:70]}...)")
     on_expert = pull(expert, case_id=case.case_id)
-    written = _pushed(say, push(expert, on_expert.model_copy(update={"opinion": opinion})), "opinion")
+    written = _pushed(say, push(expert, on_expert.with_opinion(opinion)), "opinion")
     result.pushes.append(written)
     say("   and it goes back to the first physician, under the separate report consent:")
     back = _transferred(say, transfer(expert, clinic, str(written.request_id), report_back=True,

@@ -16,7 +16,6 @@ The resources go into a ``collection`` Bundle with absolute fullUrls, which
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -24,14 +23,24 @@ from fhir_so import terminology as term
 from fhir_so.bundle import parse_bundle
 from fhir_so.case import Case
 from fhir_so.client import FhirClient, Search
-from fhir_so.errors import InputError
+from fhir_so.errors import CaseNotFoundError, InputError
+from fhir_so.fhirtypes import FHIR_ID_RE as _ID
 from fhir_so.references import iter_references
 
-__all__ = ["CaseCollector", "case_of", "pull", "pull_bundle", "pull_patient", "pull_patient_bundles", "request_search"]
+__all__ = [
+    "CaseCollector",
+    "case_of",
+    "find_request_id",
+    "pull",
+    "pull_bundle",
+    "pull_patient",
+    "pull_patient_bundle",
+    "pull_patient_bundles",
+    "request_search",
+]
 
 Resource = dict[str, Any]
 
-_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 # Types a case's resources point to that pull fetches when no search brought them in.
 _FOLLOW = frozenset({"Patient", "Practitioner", "Organization", "Consent", "Coverage"})
 _SR_INCLUDES = ("ServiceRequest:subject", "ServiceRequest:requester", "ServiceRequest:performer")
@@ -141,13 +150,24 @@ def request_search(client: FhirClient, *, request_id: str | None = None, case_id
     return search.include(*_SR_INCLUDES)
 
 
+def find_request_id(client: FhirClient, case_id: str) -> str:
+    """The server id of the ServiceRequest that carries ``case_id`` (CaseNotFoundError when none)."""
+    matches = [e.resource for e in request_search(client, case_id=case_id).entries() if e.mode == "match"]
+    if not matches:
+        raise CaseNotFoundError(f"{client.base_url} has no ServiceRequest with case id {case_id}", server=client.base_url, case_id=case_id)
+    if len(matches) > 1:
+        ids = ", ".join(sorted(str(m.get("id")) for m in matches))
+        raise InputError(f"{client.base_url} has several ServiceRequests for case {case_id} ({ids}); name one by its request id")
+    return str(matches[0]["id"])
+
+
 def pull_bundle(client: FhirClient, *, request_id: str | None = None, case_id: str | None = None) -> Resource:
     """The case as a collection Bundle of the server's resources (ids and meta as the server has them)."""
     collector = CaseCollector(client)
     matches = collector.add_search(request_search(client, request_id=request_id, case_id=case_id))
-    what = f"ServiceRequest/{request_id}" if request_id is not None else f"a ServiceRequest with case id {case_id}"
+    what = f"ServiceRequest/{request_id}" if request_id is not None else f"ServiceRequest with case id {case_id}"
     if not matches:
-        raise InputError(f"{client.base_url} has no {what}")
+        raise CaseNotFoundError(f"{client.base_url} has no {what}", server=client.base_url, case_id=case_id, request_id=request_id)
     if len(matches) > 1:
         ids = ", ".join(sorted(str(m.get("id")) for m in matches))
         raise InputError(f"{client.base_url} has several ServiceRequests for case {case_id} ({ids}); pull one with --request")
@@ -201,6 +221,20 @@ def pull_patient_bundles(client: FhirClient, patient_id: str) -> Iterator[tuple[
             collector.add_case(request)
             collector.complete()
             yield case_id, collector.bundle()
+
+
+def pull_patient_bundle(client: FhirClient, patient_id: str) -> Resource:
+    """Every second-opinion case of a patient in one collection Bundle (an entry shared by cases once).
+
+    CaseNotFoundError when the patient has no case on the server.
+    """
+    entries: dict[str, Resource] = {}
+    for _, bundle in pull_patient_bundles(client, patient_id):
+        for entry in bundle["entry"]:
+            entries.setdefault(entry["fullUrl"], entry)
+    if not entries:
+        raise CaseNotFoundError(f"{client.base_url} has no second-opinion case for Patient/{patient_id}", server=client.base_url)
+    return {"resourceType": "Bundle", "type": "collection", "entry": list(entries.values())}
 
 
 def pull_patient(client: FhirClient, patient_id: str) -> Iterator[Case]:

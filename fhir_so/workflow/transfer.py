@@ -1,6 +1,7 @@
 """transfer: copy a case between FHIR servers, only as far as the patient's consent allows.
 
-Two directions, both ``--request`` = the ServiceRequest's id on the *source* server:
+Two directions; the case is named on the *source* server by its ServiceRequest's id
+(``request_id``, ``--request``) or by its case id (``case_id``, ``--case``):
 
 * ``records`` (default): first physician's server -> second-opinion server. The case is
   pulled, the records Consent checked (:mod:`fhir_so.workflow.consent`), and the request,
@@ -34,11 +35,11 @@ import orjson
 from fhir_so.bundle import build_bundle
 from fhir_so.case import Case, Party
 from fhir_so.client import FhirClient
-from fhir_so.errors import ConsentError, InputError, ServerError
+from fhir_so.errors import CaseNotFoundError, ConsentError, InputError, ServerError
 from fhir_so.references import iter_references, rewrite_references
 from fhir_so.workflow.consent import Verdict, Withheld, check_records_consent, check_report_consent, require
 from fhir_so.workflow.provenance import provenance_bundle
-from fhir_so.workflow.pull import pull
+from fhir_so.workflow.pull import find_request_id, pull
 from fhir_so.workflow.push import PushResult, classify_entry, push
 from fhir_so.workflow.state import TransferState
 
@@ -210,7 +211,7 @@ def _plan_report(source: FhirClient, destination: FhirClient, request_id: str, n
         raise InputError(f"case {case.case_id} has no opinion (DiagnosticReport) on {source.base_url} yet: nothing to report back")
     try:
         home = pull(destination, case_id=case.case_id)
-    except InputError:
+    except CaseNotFoundError:
         raise InputError(
             f"case {case.case_id} is not on {destination.base_url}: the report goes back to the server the request came from"
         ) from None
@@ -255,15 +256,27 @@ def _only(bundle: Mapping[str, Any], keep_type: str) -> dict[str, Any]:
     return {"resourceType": "Bundle", "type": "transaction", "entry": parties + [rewrite_references(e, rewrite) for e in kept]}
 
 
+def _request_id(source: FhirClient, request_id: str | None, case_id: str | None) -> str:
+    """The source's ServiceRequest id, given it or the case id (exactly one of them)."""
+    if (request_id is None) == (case_id is None):
+        raise InputError("name the case by exactly one of request_id (the ServiceRequest's server id) or case_id")
+    return request_id if request_id is not None else find_request_id(source, str(case_id))
+
+
 def plan_transfer(
     source: FhirClient,
     destination: FhirClient,
-    request_id: str,
+    request_id: str | None = None,
     *,
+    case_id: str | None = None,
     report_back: bool = False,
     clock: Clock = utc_now,
 ) -> Plan:
-    """Pull and check consent; raise ConsentError when nothing may move. Reads only."""
+    """Pull and check consent; raise ConsentError when nothing may move. Reads only.
+
+    The case is named on ``source`` by ``request_id`` or ``case_id`` (exactly one).
+    """
+    request_id = _request_id(source, request_id, case_id)
     now = clock()
     if report_back:
         return _plan_report(source, destination, request_id, now)
@@ -311,8 +324,9 @@ def _write_provenance(destination: FhirClient, state: TransferState, plan: Plan,
 def transfer(
     source: FhirClient,
     destination: FhirClient,
-    request_id: str,
+    request_id: str | None = None,
     *,
+    case_id: str | None = None,
     state: str | PathLike[str] | None = None,
     dry_run: bool = False,
     report_back: bool = False,
@@ -323,12 +337,15 @@ def transfer(
     Consent is checked before anything is written (ConsentError, exit 1, when it refuses).
     ``state`` is a JSON file recording progress; a run killed part-way and started again with
     the same file completes the transfer without losing or duplicating anything. ``dry_run``
-    plans and reports without writing anything, the state file included.
+    plans and reports without writing anything, the state file included. The case is named
+    on ``source`` by ``request_id`` (its ServiceRequest's server id) or by ``case_id``
+    (exactly one; CaseNotFoundError when the source has no such case).
     """
-    direction: Direction = "report" if report_back else "records"
-    key = {"direction": direction, "source": source.base_url, "destination": destination.base_url, "request": request_id}
     if source.base_url == destination.base_url:
         raise InputError("the source and destination servers are the same: a transfer copies between two servers")
+    request_id = _request_id(source, request_id, case_id)
+    direction: Direction = "report" if report_back else "records"
+    key = {"direction": direction, "source": source.base_url, "destination": destination.base_url, "request": request_id}
     progress = TransferState.open(state, key)
     done_before = tuple(s for s in ("pulled", "pushed", "provenance", "done") if progress.done(s))
 

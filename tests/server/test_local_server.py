@@ -51,7 +51,16 @@ def listener() -> Iterator[int]:
         yield sock.getsockname()[1]
 
 
-def make_server(source_dir: Path, tmp_path: Path, port: int = 8090, **overrides: object) -> LocalServer:
+def _unused_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def make_server(source_dir: Path, tmp_path: Path, port: int | None = None, **overrides: object) -> LocalServer:
+    # Never a real port by default: status and stop find any fhir-so server on their port.
+    port = port or _unused_port()
     return LocalServer(ServerConfig(source_dir=source_dir, data_dir=tmp_path / "data", port=port, **overrides))  # type: ignore[arg-type]
 
 
@@ -357,3 +366,27 @@ def test_cli_rejects_a_heap_size_java_would_not_take(source_dir: Path, tmp_path:
     result = CliRunner().invoke(cli, ["server", "start", "--heap", "1gb"], env=env)
     assert result.exit_code == 2
     assert "not a Java heap size" in result.output
+
+
+def test_status_and_stop_find_a_server_started_with_another_data_folder(source_dir: Path, tmp_path: Path) -> None:
+    port = _unused_port()
+    elsewhere = tmp_path / "elsewhere"
+    code = "import time\nwhile True: time.sleep(0.1)"
+    other = subprocess.Popen([sys.executable, "-c", code, f"/x/target/{JAR_NAME}", f"--server.port={port}", f"--fhirso.data={elsewhere}"])
+    bystander = fake_server_process(_unused_port())
+    try:
+        time.sleep(0.3)  # let it exec, so /proc shows its arguments
+        server = make_server(source_dir, tmp_path, port=port)  # data folder tmp_path/data: no pid file there
+        with responses.RequestsMock() as mocked:
+            mocked.get(f"http://127.0.0.1:{port}/fhir/metadata", status=503)
+            status = server.status()
+        assert status.running and status.pid == other.pid and status.data_dir == elsewhere
+        assert server.reset() == (None, [])  # reset clears its own folder only: the other server lives
+        assert other.poll() is None
+        assert server.stop() == other.pid
+        assert other.wait(timeout=5) is not None
+        assert bystander.poll() is None
+    finally:
+        for proc in (other, bystander):
+            proc.kill()
+            proc.wait()

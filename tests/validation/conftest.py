@@ -8,6 +8,7 @@ import pytest
 
 from fhir_so.packages import CORE_SPEC, PackageCache
 from fhir_so.validation import Issue, Validator
+from tests.prerequisites import need
 
 
 class Overlay:
@@ -39,7 +40,7 @@ def definitions() -> Any:
     try:
         cache.load(CORE_SPEC)
     except Exception as exc:  # the cache is seeded by ./run setup (fhir-so packages seed)
-        pytest.skip(f"core R4 package not seeded: {exc}")
+        need(f"core R4 package not seeded (fhir-so packages seed): {exc}")
     return cache.definitions()
 
 

@@ -21,6 +21,7 @@ from fhir_so.packages import PackageCache
 from fhir_so.terminology import PACKAGE_NAME, PACKAGE_VERSION
 from fhir_so.validation import Validator
 from fhir_so.validation.loading import load_definitions
+from tests.prerequisites import need
 
 POLICY_DIFFERENCES = {"target-type"}
 
@@ -29,7 +30,7 @@ POLICY_DIFFERENCES = {"target-type"}
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[str, Any]]]:
     cache = PackageCache()
     if (PACKAGE_NAME, PACKAGE_VERSION) not in cache.installed():
-        pytest.skip("the project's profiles are not built (fhir-so profiles build)")
+        need("the project's profiles are not built (fhir-so profiles build)")
     from tests.corpus.make_manifest_corpus import ROOT, generate
 
     out = tmp_path_factory.mktemp("manifest") / "corpus"

@@ -16,6 +16,7 @@ from fhir_so.terminology import PACKAGE_NAME, PACKAGE_VERSION, SD_SERVICE_REQUES
 from fhir_so.validation import Validator
 
 from .conftest import Overlay, errors, rules
+from tests.prerequisites import need
 
 URL = "http://example.org/StructureDefinition/strict-patient"
 MRN = "http://example.org/mrn"
@@ -149,7 +150,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "urology-second-opi
 def project() -> Validator:
     cache = PackageCache()
     if (PACKAGE_NAME, PACKAGE_VERSION) not in cache.installed():
-        pytest.skip("the project's profiles are not built (fhir-so profiles build)")
+        need("the project's profiles are not built (fhir-so profiles build)")
     return Validator(cache.definitions([f"{PACKAGE_NAME}#{PACKAGE_VERSION}"]))
 
 

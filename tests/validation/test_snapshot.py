@@ -11,6 +11,7 @@ import pytest
 from fhir_so import terminology as t
 from fhir_so.packages import PackageCache
 from fhir_so.validation.snapshot import SnapshotGenerator
+from tests.prerequisites import need
 
 PROFILES = [t.SD_SERVICE_REQUEST, t.SD_CONSENT_RECORDS, t.SD_CONSENT_REPORT, t.SD_DOCUMENT_REFERENCE, t.SD_DIAGNOSTIC_REPORT]
 COMPARED = ("min", "max", "sliceName", "fixedUri", "fixedCode", "fixedString", "patternCodeableConcept", "patternCoding", "patternIdentifier")
@@ -20,7 +21,7 @@ COMPARED = ("min", "max", "sliceName", "fixedUri", "fixedCode", "fixedString", "
 def project_definitions() -> Any:
     cache = PackageCache()
     if (t.PACKAGE_NAME, t.PACKAGE_VERSION) not in cache.installed():
-        pytest.skip("the project's profiles are not built (fhir-so profiles build)")
+        need("the project's profiles are not built (fhir-so profiles build)")
     return cache.definitions([f"{t.PACKAGE_NAME}#{t.PACKAGE_VERSION}"])
 
 

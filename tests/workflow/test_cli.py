@@ -137,6 +137,20 @@ def test_transfer_dry_run_then_real_then_report_back(runner: CliRunner, servers:
     assert code == 0 and "report back" in out and clinic.count("DiagnosticReport") == 1
 
 
+def test_transfer_names_the_case_by_its_case_id(runner: CliRunner, servers: tuple[FakeFhir, FakeFhir], tmp_path: Path) -> None:
+    clinic, expert = servers
+    case = load_case(UROLOGY)
+    first = tmp_path / "first.case.json"
+    first.write_text(case.updated(opinion=None).to_json())
+    run(runner, "push", str(first), "--server", BASE)
+    code, out, _ = run(runner, "transfer", "--from", BASE, "--to", OTHER, "--case", case.case_id, "--json")
+    assert code == 0 and json.loads(out)["request_id"] == "5" and expert.count("ServiceRequest") == 1
+    code, _, err = run(runner, "transfer", "--from", BASE, "--to", OTHER, "--case", "not-there")
+    assert code == 2 and "has no ServiceRequest with case id not-there" in err
+    code, _, err = run(runner, "transfer", "--from", BASE, "--to", OTHER, "--case", case.case_id, "--request", "5")
+    assert code == 2 and "exactly one of --request or --case" in err
+
+
 def test_transfer_refused_by_consent_exits_1(runner: CliRunner, servers: tuple[FakeFhir, FakeFhir], tmp_path: Path) -> None:
     clinic, expert = servers
     case = load_case(UROLOGY)
