@@ -89,6 +89,8 @@ class Withheld:
     record_id: str
     kind: str
     reason: str
+    #: where the record stands in the bundle judged (not kept in state files)
+    where: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -716,13 +718,14 @@ def records_verdict(
         record_id = _record_id(node.resource, case.case_id)
         kind, problem = item_kind(node.resource)
         if kind is None:
-            withheld.append(Withheld(record_id, "unknown", f"withheld: {problem}"))
+            withheld.append(Withheld(record_id, "unknown", f"withheld: {problem}", node.where))
             continue
         ruling = _rule(case.consents, _item(case.graph, node), ask, "it", limit=1)
         if ruling.decision == "permit":
             moves.append(record_id)
         else:
-            withheld.append(Withheld(record_id, kind, f"the consent does not cover {kind} records: {ruling.reason.removeprefix('no consent permits it: ')}"))
+            why = ruling.reason.removeprefix("no consent permits it: ")
+            withheld.append(Withheld(record_id, kind, f"the consent does not cover {kind} records: {why}", node.where))
     scope = "every record kind" if not withheld else f"{len(moves)} of {len(docs)} records"
     reason = f"{step.consent} permits disclosure to {ask.recipient.label} for treatment (provision.type permit at {step.rel}); covers {scope}"
     return Verdict("records", True, reason, tuple(moves), tuple(withheld), where=step.where)

@@ -15,7 +15,7 @@ from fhir_so.case import generated_schema
 PACKAGE = Path(fhir_so.__file__).parent
 
 # DESIGN.md: each layer imports only layers above it in this list (errors/jsonio serve all).
-LAYERS = ["errors", "case", "terminology", "mapping", "bundle", "packages", "validation", "client", "workflow", "server", "cli"]
+LAYERS = ["errors", "case", "terminology", "mapping", "bundle", "consent", "packages", "validation", "client", "workflow", "server", "cli"]
 MODULE_LAYER = {"jsonio": "errors", "references": "errors", "profiles": "packages", "auth": "client", "__init__": "cli"}
 
 

@@ -18,16 +18,20 @@ from fhir_so.packages import PackageCache
 @click.argument("paths", nargs=-1, required=True, metavar="PATH...")
 @click.option("--profile", "profiles", multiple=True, metavar="URL", help="Check every resource against this profile too (repeatable).")
 @click.option("--package", "packages", multiple=True, metavar="DIR|NAME#VER|TGZ", help="Load definitions from this FHIR package (repeatable).")
+@click.option("--rules", "rule_set", type=click.Choice(["transfer"]), default=None,
+              help="Also judge the domain's policy (consent, stat flag) with the consent policy the transfer uses; conformance alone by default.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "junit"]), default="text", show_default=True, help="Report format.")
 @server_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report here (atomically) instead of stdout.")
 @translate_errors
-def validate_command(paths: tuple[str, ...], profiles: tuple[str, ...], packages: tuple[str, ...], fmt: str, server: str | None, output: str | None) -> None:
+def validate_command(paths: tuple[str, ...], profiles: tuple[str, ...], packages: tuple[str, ...], rule_set: str | None, fmt: str,
+                     server: str | None, output: str | None) -> None:
     """Validate FHIR R4 resources: files, directories, Bundles, NDJSON.
 
     \b
     Offline by default (core R4, the project's profiles, any --package); with --server URL,
-    each resource goes to that server's $validate instead.
+    each resource goes to that server's $validate instead. Conformance only, unless
+    --rules transfer adds the business rules (so-consent-*, so-stat-flagged, so-record-withheld).
     Exit codes: 0 all valid, 1 some invalid, 2 bad input (unreadable file, malformed JSON).
     """
     from fhir_so.validation.outcome import write_report, write_report_file
@@ -35,6 +39,8 @@ def validate_command(paths: tuple[str, ...], profiles: tuple[str, ...], packages
     for p in paths:
         if not Path(p).exists():
             raise InputError("no such file or directory", source=p)
+    if server and rule_set:
+        raise InputError("--rules judges offline; it cannot be combined with --server")
     if server:
         from fhir_so.auth import auth_from_env
         from fhir_so.client import FhirClient
@@ -47,7 +53,7 @@ def validate_command(paths: tuple[str, ...], profiles: tuple[str, ...], packages
         from fhir_so.validation.loading import load_definitions
 
         cache = PackageCache()
-        options = ValidatorOptions(json_schema=cache.r4_json_schema_path())
+        options = ValidatorOptions(json_schema=cache.r4_json_schema_path(), business_rules=rule_set == "transfer")
         validator = Validator(load_definitions(cache, packages), profiles, options)
         validator.check_profiles()
         results = validator.validate_paths(paths)
