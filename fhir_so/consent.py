@@ -358,7 +358,8 @@ def _refs(value: Any) -> list[Any]:
 
 def _item(graph: Graph, node: Node) -> _Item:
     res = node.resource
-    labels = _pairs([*_list(res.get("securityLabel")), *_list(_dict(res.get("meta")).get("security"))])
+    # DocumentReference.securityLabel holds CodeableConcepts, meta.security holds Codings
+    labels = _pairs([*_codings(res.get("securityLabel")), *(c for c in _list(_dict(res.get("meta")).get("security")) if isinstance(c, dict))])
     related = set()
     for ref in [*_refs(_dict(res.get("context")).get("related")), *_refs(res.get("basedOn"))]:
         target = graph.find(ref)
