@@ -406,7 +406,8 @@ def _crit_actor(prov: Mapping[str, Any], item: _Item, ask: _Ask, kind: str) -> M
     actors = _list(prov.get("actor"))
     if not actors:
         return _MATCH
-    misses, unknown = [], []
+    misses: list[str] = []
+    unknown: list[str] = []
     for actor in actors:
         roles = _pairs(_codings(_dict(actor).get("role")))
         if (term.ROLE_RECIPIENT.system, term.ROLE_RECIPIENT.code) not in roles:

@@ -111,6 +111,6 @@ def narrative(resource: Resource) -> dict[str, str]:
 
 def with_narrative(resource: Resource) -> Resource:
     """The resource with its generated narrative, placed where FHIR JSON puts it (after meta)."""
-    head = {k: resource[k] for k in ("resourceType", "id", "meta") if k in resource}
+    head: Resource = {k: resource[k] for k in ("resourceType", "id", "meta") if k in resource}
     rest = {k: v for k, v in resource.items() if k not in head and k != "text"}
     return {**head, "text": narrative(resource), **rest}

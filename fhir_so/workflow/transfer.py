@@ -197,24 +197,43 @@ def patient_consents(client: FhirClient, bundle: Mapping[str, Any]) -> list[dict
     return [dict(e.resource) for e in search.entries() if e.mode == "match"]
 
 
-def _without(bundle: Mapping[str, Any], record_ids: set[str], case_id: str) -> dict[str, Any]:
-    """The pulled bundle minus the withheld records (which need not even be readable as a case)."""
+def _case_view(bundle: Mapping[str, Any], record_ids: set[str], case_id: str) -> dict[str, Any]:
+    """The pulled bundle as the case model reads it: without the withheld records, and without the
+    Consents other systems wrote (the policy has judged them; the case model holds fhir-so's own two)."""
     idents = {f"{case_id}/{r}" for r in record_ids}
+    own = {f"{case_id}-records", f"{case_id}-report"}
 
-    def withheld(resource: Mapping[str, Any]) -> bool:
+    def values(resource: Mapping[str, Any], system: str) -> set[Any]:
+        return {i.get("value") for i in resource.get("identifier") or [] if isinstance(i, dict) and i.get("system") == system}
+
+    def dropped(resource: Mapping[str, Any]) -> bool:
+        if resource.get("resourceType") == "Consent":
+            return not values(resource, term.SID_CONSENT) & own
         if resource.get("resourceType") != "DocumentReference":
             return False
-        values = {i.get("value") for i in resource.get("identifier") or [] if i.get("system") == term.SID_RECORD}
-        return bool(values & idents) or (not values and resource.get("id") in record_ids)
+        found = values(resource, term.SID_RECORD)
+        return bool(found & idents) or (not found and resource.get("id") in record_ids)
 
-    return {**bundle, "entry": [e for e in bundle.get("entry") or [] if not withheld(e["resource"])]}
+    entries = bundle.get("entry") or []
+    gone = {f"{e['resource'].get('resourceType')}/{e['resource'].get('id')}" for e in entries if dropped(e["resource"])}
+    gone |= {e.get("fullUrl") for e in entries if dropped(e["resource"])}
+    kept = []
+    for entry in entries:
+        resource = entry["resource"]
+        if dropped(resource):
+            continue
+        if resource.get("resourceType") == "ServiceRequest" and resource.get("supportingInfo"):
+            info = [i for i in resource["supportingInfo"] if not (isinstance(i, dict) and i.get("reference") in gone)]
+            entry = {**entry, "resource": {**resource, "supportingInfo": info}}
+        kept.append(entry)
+    return {**bundle, "entry": kept}
 
 
 def _plan_records(source: FhirClient, request_id: str, now: dt.datetime) -> Plan:
     pulled = pull_bundle(source, request_id=request_id)
     consents = patient_consents(source, pulled)
     verdict = require(records_verdict(pulled, now, consents=consents, source=f"{source.base_url}/"), _case_id(pulled))
-    case = case_of(_without(pulled, {w.record_id for w in verdict.withheld}, _case_id(pulled)), source.base_url)
+    case = case_of(_case_view(pulled, {w.record_id for w in verdict.withheld}, _case_id(pulled)), source.base_url)
     outgoing = case.model_copy(update={"records": [r for r in case.records if r.id in verdict.moves], "opinion": None})
     moves = ["ServiceRequest (the request)"]
     moves += [f"Consent ({purpose})" for purpose, c in (("records", case.records_consent), ("report", case.report_consent)) if c]
@@ -240,7 +259,7 @@ def _plan_records(source: FhirClient, request_id: str, now: dt.datetime) -> Plan
 
 def _plan_report(source: FhirClient, destination: FhirClient, request_id: str, now: dt.datetime) -> Plan:
     pulled = pull_bundle(source, request_id=request_id)
-    case = case_of(pulled, source.base_url)
+    case = case_of(_case_view(pulled, set(), _case_id(pulled)), source.base_url)
     if case.opinion is None:
         raise InputError(f"case {case.case_id} has no opinion (DiagnosticReport) on {source.base_url} yet: nothing to report back")
     try:
