@@ -119,6 +119,14 @@ CONSENT_POLICY_RULE: Final = Code(CONSENT_POLICY, "hipaa-auth", "HIPAA Authoriza
 ACTION_DISCLOSE: Final = Code(CONSENT_ACTION, "disclose", "Disclose")
 PURPOSE_TREATMENT: Final = Code(V3_ACT_REASON, "TREAT", "treatment")
 ROLE_RECIPIENT: Final = Code(V3_PARTICIPATION_TYPE, "IRCP", "information recipient")
+# What the consent policy reads (fhir_so/consent.py): the consentaction codes, and the v3
+# PurposeOfUse hierarchy around treatment (hl7.terminology.r4 7.0.1, CodeSystem v3-ActReason,
+# hierarchyMeaning is-a): TREAT's parent and its specialisations.
+CONSENT_ACTIONS: Final = frozenset({"collect", "access", "use", "disclose", "correct"})
+PURPOSE_OF_USE: Final = Code(V3_ACT_REASON, "PurposeOfUse", "purpose of use")
+TREAT_SPECIALISATIONS: Final = frozenset({"CLINTRL", "COC", "ETREAT", "BTG", "ERTREAT", "POPHLTH", "TREATDS"})
+PURPOSE_RESEARCH: Final = Code(V3_ACT_REASON, "HRESCH", "healthcare research")
+PURPOSE_MARKETING: Final = Code(V3_ACT_REASON, "HMARKT", "healthcare marketing")
 RESTRICTED: Final = Code(V3_CONFIDENTIALITY, "R", "restricted")
 
 # --- DocumentReference: record kinds and their LOINC document types -------------------------

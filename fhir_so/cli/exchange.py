@@ -136,9 +136,11 @@ def transfer_command(
 
     \b
     Records out (default): --from is the first physician's server, --to the second
-    opinion's. Nothing moves without the patient's records Consent: active, permit, in
-    its period now, naming the request's performer as recipient. Only the record kinds it
-    permits move; the others are listed as withheld. The opinion never goes out this way.
+    opinion's. Nothing moves without the patient's consent: every active privacy Consent
+    of the patient on --from (linked from the request or not) is read by the one consent
+    policy (docs/workflows.md): deny wins, nested provisions count, only disclosure to the
+    request's performer for treatment, now. Records it does not permit are listed as
+    withheld. The opinion never goes out this way.
     Report back (--report-back): --from is the second-opinion server, --to the first
     physician's. Name the case on --from by --request (the ServiceRequest's id there) or
     --case (the case id). Only the opinion moves,

@@ -11,6 +11,7 @@ from fhir_so.cli.app import App, pass_app
 from fhir_so.cli.common import info, server_option, timeout_option, translate_errors
 from fhir_so.cli.params import PackageRef
 from fhir_so.cli.packages import registry_factory, registry_option
+from fhir_so.errors import InputError
 
 
 @click.command("validate")
@@ -18,6 +19,8 @@ from fhir_so.cli.packages import registry_factory, registry_option
 @click.option("--profile", "profiles", multiple=True, metavar="URL", help="Check every resource against this profile too (repeatable).")
 @click.option("--package", "packages", multiple=True, type=PackageRef(), metavar="DIR|NAME#VER|TGZ", help="Load definitions from this FHIR package (repeatable).")
 @registry_option
+@click.option("--rules", "rule_set", type=click.Choice(["transfer"]), default=None,
+              help="Also judge the domain's policy (consent, stat flag) with the consent policy the transfer uses; conformance alone by default.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "junit"]), default="text", show_default=True, help="Report format.")
 @server_option
 @timeout_option
@@ -32,6 +35,7 @@ def validate_command(
     profiles: tuple[str, ...],
     packages: tuple[str, ...],
     registries: tuple[str, ...],
+    rule_set: str | None,
     fmt: str,
     server: str | None,
     timeout: float,
@@ -41,18 +45,22 @@ def validate_command(
 
     \b
     Offline by default (core R4, the project's profiles, any --package); with --server URL,
-    each resource goes to that server's $validate instead.
+    each resource goes to that server's $validate instead. Conformance only, unless
+    --rules transfer adds the business rules (so-consent-*, so-stat-flagged, so-record-withheld).
     Exit codes: 0 all valid, 1 some invalid, 2 bad input (unreadable file, malformed JSON).
     """
     from fhir_so.validation.outcome import write_report, write_report_file
     from fhir_so.workflow.run_validation import validate
 
+    if server and rule_set:
+        raise InputError("--rules judges offline; it cannot be combined with --server")
     client = app.client(server, timeout=timeout) if server else None
     results = validate(
         paths,
         profiles=profiles,
         packages=packages,
         client=client,
+        business_rules=rule_set == "transfer",
         # NAME#VERSION not yet in the cache is installed from the registries on first use; later runs are offline
         registry=registry_factory(registries),
         on_warning=lambda warning: info(f"warning: {warning}"),

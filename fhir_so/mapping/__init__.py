@@ -8,7 +8,7 @@ does the field-by-field work; this module only orders and wires them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from fhir_so import terminology as term
 from fhir_so.case import Case, Party, with_defaults
@@ -31,6 +31,7 @@ from fhir_so.mapping.coverage import coverage_from_fhir, coverage_to_fhir
 from fhir_so.mapping.diagnostic_report import opinion_from_fhir, opinion_to_fhir
 from fhir_so.mapping.document_reference import record_from_fhir, record_to_fhir
 from fhir_so.mapping.graph import Graph, Node
+from fhir_so.mapping.narrative import with_narrative
 from fhir_so.mapping.parties import party_from_fhir, party_to_fhir, patient_from_fhir, patient_to_fhir
 from fhir_so.mapping.service_request import service_request_fields, service_request_to_fhir
 
@@ -82,7 +83,8 @@ def case_to_resources(case: Case, ref_for: RefFor) -> list[Mapped]:
         owned(record_key(record.id), record_to_fhir(record, cid, author, ref_for), term.SID_RECORD, f"{cid}/{record.id}")
     if case.opinion is not None:
         owned(OPINION, opinion_to_fhir(case.opinion, cid, party_key(case.performer), ref_for), term.SID_OPINION, cid)
-    return out
+    # every built resource carries its generated narrative (dom-6); parsing ignores it
+    return [replace(m, resource=with_narrative(m.resource)) for m in out]
 
 
 def find_requests(graph: Graph) -> list[Node]:

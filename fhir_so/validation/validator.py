@@ -2,8 +2,9 @@
 
 Layers: JSON well-formedness (in :mod:`sources`), structure and profiles (the element walker
 over precompiled plans: types, primitive formats, cardinality, fixed/pattern, bindings,
-references, extensions, slicing, native invariants), FHIRPath invariants, and the project's
-business rules across a Bundle. A resource is checked against the profiles it declares in
+references, extensions, slicing, native invariants), FHIRPath invariants. The project's
+business rules across a Bundle (policy, not conformance) run only when asked for
+(``business_rules=True``, ``fhir-so validate --rules transfer``). A resource is checked against the profiles it declares in
 ``meta.profile`` plus those the validator is given; with none, against its core type.
 """
 
@@ -31,7 +32,9 @@ from fhir_so.validation.sources import Input, iter_inputs
 class ValidatorOptions:
     """How strict the validator is and when "now" is (consent periods are judged at ``now``)."""
 
-    business_rules: bool = True
+    #: the domain's policy (consent, stat flag) on top of conformance; off: a valid bundle may
+    #: truthfully record a revoked consent
+    business_rules: bool = False
     check_codes: bool = True
     now: datetime | None = None
     #: the pruned R4 JSON schema (``PackageCache.r4_json_schema_path()``); None skips that layer

@@ -35,7 +35,7 @@ def offline_validator(
     *,
     profiles: Sequence[str] = (),
     packages: Sequence[str] = (),
-    business_rules: bool = True,
+    business_rules: bool = False,
     now: datetime | None = None,
     registry: Callable[[], RegistryClient] | None = None,
     on_warning: Callable[[str], None] | None = None,
@@ -66,6 +66,7 @@ def validate(
     packages: Sequence[str] = (),
     cache: PackageCache | None = None,
     client: FhirClient | None = None,
+    business_rules: bool = False,
     registry: Callable[[], RegistryClient] | None = None,
     on_warning: Callable[[str], None] | None = None,
 ) -> Iterator[Result]:
@@ -83,5 +84,7 @@ def validate(
             raise InputError("no such file or directory", source=name)
     if client is not None:
         return RemoteValidator(client, profiles).validate_paths(names)
-    validator = offline_validator(cache, profiles=profiles, packages=packages, registry=registry, on_warning=on_warning)
+    validator = offline_validator(
+        cache, profiles=profiles, packages=packages, business_rules=business_rules, registry=registry, on_warning=on_warning
+    )
     return validator.validate_paths(names)

@@ -4,7 +4,8 @@ Two directions; the case is named on the *source* server by its ServiceRequest's
 (``request_id``, ``--request``) or by its case id (``case_id``, ``--case``):
 
 * ``records`` (default): first physician's server -> second-opinion server. The case is
-  pulled, the records Consent checked (:mod:`fhir_so.workflow.consent`), and the request,
+  pulled, every privacy Consent of the patient checked by the one policy
+  (:mod:`fhir_so.consent`: those the request links and those found by patient on the source), and the request,
   its consents, coverage and the permitted records are pushed as one transaction; withheld
   records and the opinion (which only ever flows back) stay behind.
 * ``report`` (``--report-back``): second-opinion server -> first physician's server. Only
@@ -32,18 +33,19 @@ from typing import Any, Literal
 
 import orjson
 
+from fhir_so import terminology as term
 from fhir_so.bundle import build_bundle
 from fhir_so.case import Case, Party
 from fhir_so.client import FhirClient
+from fhir_so.consent import Verdict, Withheld, records_verdict, report_verdict, request_of, require
 from fhir_so.errors import CaseNotFoundError, ConsentError, InputError, ServerError
 from fhir_so.references import iter_references, rewrite_references
-from fhir_so.workflow.consent import Verdict, Withheld, check_records_consent, check_report_consent, require
 from fhir_so.workflow.provenance import provenance_bundle
-from fhir_so.workflow.pull import find_request_id, pull
+from fhir_so.workflow.pull import case_of, find_request_id, pull_bundle
 from fhir_so.workflow.push import PushResult, classify_entry, push
 from fhir_so.workflow.state import TransferState
 
-__all__ = ["Direction", "Plan", "TransferResult", "plan_transfer", "transfer", "utc_now"]
+__all__ = ["Direction", "Plan", "TransferResult", "patient_consents", "plan_transfer", "transfer", "utc_now"]
 
 Direction = Literal["records", "report"]
 Clock = Callable[[], dt.datetime]
@@ -179,9 +181,60 @@ def _record_label(case: Case, record_id: str) -> str:
     return f"DocumentReference {record_id} ({kind})"
 
 
+def _case_id(bundle: Mapping[str, Any]) -> str:
+    request = request_of(bundle) or {}
+    for ident in request.get("identifier") or []:
+        if ident.get("system") == term.SID_CASE and isinstance(ident.get("value"), str):
+            return str(ident["value"])
+    return str(request.get("id"))
+
+
+def patient_consents(client: FhirClient, bundle: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every privacy Consent the server holds for the request's patient, linked from the request or not."""
+    subject = ((request_of(bundle) or {}).get("subject") or {}).get("reference")
+    if not isinstance(subject, str):
+        return []
+    search = client.search("Consent", patient=subject, scope=f"{term.CONSENT_SCOPE}|{term.CONSENT_SCOPE_PRIVACY.code}")
+    return [dict(e.resource) for e in search.entries() if e.mode == "match"]
+
+
+def _case_view(bundle: Mapping[str, Any], record_ids: set[str], case_id: str) -> dict[str, Any]:
+    """The pulled bundle as the case model reads it: without the withheld records, and without the
+    Consents other systems wrote (the policy has judged them; the case model holds fhir-so's own two)."""
+    idents = {f"{case_id}/{r}" for r in record_ids}
+    own = {f"{case_id}-records", f"{case_id}-report"}
+
+    def values(resource: Mapping[str, Any], system: str) -> set[Any]:
+        return {i.get("value") for i in resource.get("identifier") or [] if isinstance(i, dict) and i.get("system") == system}
+
+    def dropped(resource: Mapping[str, Any]) -> bool:
+        if resource.get("resourceType") == "Consent":
+            return not values(resource, term.SID_CONSENT) & own
+        if resource.get("resourceType") != "DocumentReference":
+            return False
+        found = values(resource, term.SID_RECORD)
+        return bool(found & idents) or (not found and resource.get("id") in record_ids)
+
+    entries = bundle.get("entry") or []
+    gone = {f"{e['resource'].get('resourceType')}/{e['resource'].get('id')}" for e in entries if dropped(e["resource"])}
+    gone |= {e.get("fullUrl") for e in entries if dropped(e["resource"])}
+    kept = []
+    for entry in entries:
+        resource = entry["resource"]
+        if dropped(resource):
+            continue
+        if resource.get("resourceType") == "ServiceRequest" and resource.get("supportingInfo"):
+            info = [i for i in resource["supportingInfo"] if not (isinstance(i, dict) and i.get("reference") in gone)]
+            entry = {**entry, "resource": {**resource, "supportingInfo": info}}
+        kept.append(entry)
+    return {**bundle, "entry": kept}
+
+
 def _plan_records(source: FhirClient, request_id: str, now: dt.datetime) -> Plan:
-    case = pull(source, request_id=request_id)
-    verdict = require(check_records_consent(case, now), case.case_id)
+    pulled = pull_bundle(source, request_id=request_id)
+    consents = patient_consents(source, pulled)
+    verdict = require(records_verdict(pulled, now, consents=consents, source=f"{source.base_url}/"), _case_id(pulled))
+    case = case_of(_case_view(pulled, {w.record_id for w in verdict.withheld}, _case_id(pulled)), source.base_url)
     outgoing = case.model_copy(update={"records": [r for r in case.records if r.id in verdict.moves], "opinion": None})
     moves = ["ServiceRequest (the request)"]
     moves += [f"Consent ({purpose})" for purpose, c in (("records", case.records_consent), ("report", case.report_consent)) if c]
@@ -206,18 +259,20 @@ def _plan_records(source: FhirClient, request_id: str, now: dt.datetime) -> Plan
 
 
 def _plan_report(source: FhirClient, destination: FhirClient, request_id: str, now: dt.datetime) -> Plan:
-    case = pull(source, request_id=request_id)
+    pulled = pull_bundle(source, request_id=request_id)
+    case = case_of(_case_view(pulled, set(), _case_id(pulled)), source.base_url)
     if case.opinion is None:
         raise InputError(f"case {case.case_id} has no opinion (DiagnosticReport) on {source.base_url} yet: nothing to report back")
     try:
-        home = pull(destination, case_id=case.case_id)
+        home = pull_bundle(destination, case_id=case.case_id)
     except CaseNotFoundError:
         raise InputError(
             f"case {case.case_id} is not on {destination.base_url}: the report goes back to the server the request came from"
         ) from None
+    # Both copies must permit it: the first physician's server holds the patient's own consents.
     verdicts = []
-    for where, which in ((destination.base_url, home), (source.base_url, case)):
-        verdict = check_report_consent(which, now)
+    for where, client, which in ((destination.base_url, destination, home), (source.base_url, source, pulled)):
+        verdict = report_verdict(which, now, consents=patient_consents(client, which), source=f"{where}/")
         if not verdict.allowed:
             raise ConsentError(f"case {case.case_id}: nothing was sent: {verdict.reason} (as recorded on {where})")
         verdicts.append(Verdict(verdict.purpose, True, f"{verdict.reason} (on {where})"))

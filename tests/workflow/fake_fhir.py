@@ -60,6 +60,7 @@ REFERENCE_PARAMS: dict[tuple[str, str], Callable[[Resource], list[Any]]] = {
     ("DiagnosticReport", "based-on"): lambda r: _refs(r.get("basedOn")),
     ("DiagnosticReport", "performer"): lambda r: _refs(r.get("performer")),
     ("DiagnosticReport", "subject"): lambda r: _refs(r.get("subject")),
+    ("Consent", "patient"): lambda r: _refs(r.get("patient")),
 }
 
 
@@ -141,6 +142,9 @@ class FakeFhir(BaseAdapter):
         if name == "_tag":
             system, _, code = value.partition("|")
             return any(t.get("system") == system and t.get("code") == code for t in (resource.get("meta") or {}).get("tag") or [])
+        if name == "scope":
+            system, _, code = value.partition("|")
+            return any(c.get("system") == system and c.get("code") == code for c in (resource.get("scope") or {}).get("coding") or [])
         if name == "identifier":
             system, _, ident = value.partition("|")
             return any(i.get("system") == system and (not ident or i.get("value") == ident) for i in resource.get("identifier") or [])

@@ -9,7 +9,7 @@ import pytest
 
 from fhir_so.case import Consent, Identifier, Party, Period, load_case
 from fhir_so.errors import ConsentError
-from fhir_so.workflow.consent import check_records_consent, check_report_consent, consent_problem, require
+from fhir_so.workflow.consent import check_records_consent, check_report_consent, require
 
 ROOT = Path(__file__).resolve().parents[2]
 CASE = load_case(ROOT / "examples" / "urology-second-opinion.case.json")
@@ -136,9 +136,8 @@ def test_require_raises_consent_error_with_exit_code_1() -> None:
 
 
 def test_naive_clock_is_a_programming_error() -> None:
-    consent = Consent(date="2026-10-01T00:00:00Z")
     with pytest.raises(ValueError):
-        consent_problem(consent, CASE.performer, dt.datetime(2026, 11, 1), "x")
+        check_records_consent(CASE, dt.datetime(2026, 11, 1))
 
 
 def test_verdict_survives_json() -> None:
