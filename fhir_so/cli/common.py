@@ -45,6 +45,13 @@ output_option = click.option(
     help="Write here (atomically) instead of stdout.",
 )
 
+files_root_option = click.option(
+    "--files-root",
+    type=click.Path(file_okay=False, path_type=str),
+    metavar="DIR",
+    help="Read the case's attachment files (records[].content.file) from inside DIR only. Default: the case file's folder.",
+)
+
 server_option = click.option(
     "--server",
     envvar="FHIR_SO_SERVER",

@@ -15,7 +15,7 @@ import click
 
 from fhir_so.auth import Auth, auth_from_env
 from fhir_so.bundle import parse_bundle
-from fhir_so.cli.common import emit_json, info, json_option, server_option, translate_errors, write_or_echo
+from fhir_so.cli.common import emit_json, files_root_option, info, json_option, server_option, translate_errors, write_or_echo
 from fhir_so.client import FhirClient
 from fhir_so.errors import InputError
 from fhir_so.jsonio import dumps, write_atomic
@@ -58,8 +58,9 @@ def _client(url: str | None, timeout: float, *, what: str = "--server", prefix: 
 @server_option
 @timeout_option
 @json_option
+@files_root_option
 @translate_errors
-def push_command(path: str, server: str | None, timeout: float, as_json: bool) -> None:
+def push_command(path: str, server: str | None, timeout: float, as_json: bool, files_root: str | None) -> None:
     """Send a case (a case file, or its transaction Bundle) to a server as ONE transaction.
 
     \b
@@ -72,7 +73,7 @@ def push_command(path: str, server: str | None, timeout: float, as_json: bool) -
       fhir-so push examples/urology-second-opinion.case.json --server http://127.0.0.1:8090/fhir
       fhir-so push bundle.json --json | jq .request_id
     """
-    payload = load_push_input(path)
+    payload = load_push_input(path, files_root=files_root)
     with _client(server, timeout) as client:
         result = push(client, payload)
     if result.stat:

@@ -33,7 +33,11 @@ def validate_command(paths: tuple[str, ...], profiles: tuple[str, ...], packages
     from fhir_so.validation.outcome import write_report, write_report_file
 
     for p in paths:
-        if not Path(p).exists():
+        try:
+            found = Path(p).exists()
+        except (OSError, ValueError) as exc:  # a name too long, a NUL byte
+            raise InputError(f"cannot read: {getattr(exc, 'strerror', None) or exc}", source=p) from None
+        if not found:
             raise InputError("no such file or directory", source=p)
     if server:
         from fhir_so.auth import auth_from_env
