@@ -54,7 +54,7 @@ def _client(url: str | None, timeout: float, *, what: str = "--server", prefix: 
 
 
 @click.command("push")
-@click.argument("path", metavar="BUNDLE.json|CASE.json", type=click.Path(dir_okay=False, path_type=str))
+@click.argument("path", metavar="BUNDLE.json|CASE.json", type=click.Path(path_type=str))
 @server_option
 @timeout_option
 @json_option

@@ -7,8 +7,17 @@ printed at the end of the test run, so CI logs show them.
 
 from __future__ import annotations
 
+import os
+import re
 from collections import Counter
+from pathlib import Path
 from typing import Any
+
+import pytest
+
+MAX_LINE = 500
+# The CLI must not pick up a server or credentials from the developer's environment.
+CLEAN_ENV: dict[str, str | None] = {k: None for k in os.environ if k.startswith("FHIR_SO_")}
 
 
 class InputsSummary:
@@ -45,3 +54,60 @@ class InputsSummary:
             )
         for line in (self.tracebacks + self.violations)[:20]:
             tr.write_line(f"  ! {line[:300]}")
+
+
+def session_summary(config: pytest.Config) -> InputsSummary:
+    """The one InputsSummary of this pytest session, registered as a plugin on first use."""
+    found = config.pluginmanager.get_plugin("hostile-inputs-summary")
+    if found is None:
+        found = InputsSummary()
+        config.pluginmanager.register(found, "hostile-inputs-summary")
+    return found
+
+
+def check_run(
+    summary: InputsSummary,
+    command: str,
+    name: str,
+    source: str,
+    result: Any,
+    *,
+    allowed: set[int],
+    located: bool,
+    out_dir: Path | None = None,
+) -> list[str]:
+    """The rules of the module docstring for one run; returns (and records) what broke them."""
+    problems: list[str] = []
+    stderr = result.stderr
+    traceback = "Traceback" in result.output or not (result.exception is None or isinstance(result.exception, SystemExit))
+    if traceback:
+        problems.append(f"traceback: {result.exception!r}")
+    if result.exit_code not in allowed:
+        problems.append(f"exit {result.exit_code}, expected one of {sorted(allowed)}: {stderr[:300]!r}")
+    for line in stderr.splitlines():
+        if len(line) > MAX_LINE:
+            problems.append(f"a stderr line of {len(line)} characters: {line[:120]!r}")
+    if command == "validate":
+        # validate reports many inputs: one line per unreadable input, naming it, then one summary line
+        lines = stderr.splitlines()
+        if len(lines) == 1 and lines[0].startswith(f"Error: {source}"):
+            pass  # refused before reading any input (a path that cannot exist)
+        elif not lines or not re.match(r"^\d[\d,]* inputs?: ", lines[-1]):
+            problems.append(f"no summary line: {stderr[-300:]!r}")
+        for line in lines[:-1]:
+            if not line.startswith(source):
+                problems.append(f"a line that names no input: {line[:300]!r}")
+    elif result.exit_code == 2:
+        errors = [line for line in stderr.splitlines() if line.startswith("Error:")]
+        if len(errors) != 1 or len(stderr.splitlines()) != 1:
+            problems.append(f"not one error line: {stderr[:300]!r}")
+        elif source not in errors[0] and command != "validate":
+            problems.append(f"the error does not name the input file: {errors[0][:300]!r}")
+        elif located and not re.search(r": at (\$|Bundle|line \d)", errors[0]):
+            problems.append(f"the error names no place: {errors[0][:300]!r}")
+    if result.exit_code != 0 and out_dir is not None and any(out_dir.iterdir()):
+        problems.append(f"written on failure: {sorted(p.name for p in out_dir.iterdir())}")
+    summary.record(command, name, result.exit_code, traceback=traceback, problems=problems)
+    return problems
+
+

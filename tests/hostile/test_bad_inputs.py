@@ -17,14 +17,9 @@ real tracebacks and signals.
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import orjson
 import pytest
@@ -32,24 +27,18 @@ import responses
 from click.testing import CliRunner
 
 from fhir_so.cli import cli
-from tests.hostile.inputs_summary import InputsSummary
+from tests.hostile.inputs_summary import CLEAN_ENV, MAX_LINE, InputsSummary, check_run, session_summary
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 INPUTS = HERE / "inputs"
 MANIFEST: dict[str, dict[str, str]] = json.loads((INPUTS / "MANIFEST.json").read_text(encoding="utf-8"))
 BASE = "http://127.0.0.1:9/fhir"
-MAX_LINE = 500
-CLEAN_ENV = {k: None for k in os.environ if k.startswith("FHIR_SO_")}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def summary(request: pytest.FixtureRequest) -> InputsSummary:
-    found = request.config.pluginmanager.get_plugin("hostile-inputs-summary")
-    if found is None:
-        found = InputsSummary()
-        request.config.pluginmanager.register(found, "hostile-inputs-summary")
-    return found
+    return session_summary(request.config)
 
 
 @pytest.fixture(scope="module")
@@ -65,50 +54,6 @@ def server() -> Iterator[responses.RequestsMock]:
         for method in (responses.GET, responses.POST, responses.PUT):
             rsps.add(method, re.compile(r"http://127\.0\.0\.1:9/.*"), json=outcome, status=400)
         yield rsps
-
-
-def check_run(
-    summary: InputsSummary,
-    command: str,
-    name: str,
-    source: str,
-    result: Any,
-    *,
-    allowed: set[int],
-    located: bool,
-    out_dir: Path | None = None,
-) -> list[str]:
-    """The rules of the module docstring for one run; returns (and records) what broke them."""
-    problems: list[str] = []
-    stderr = result.stderr
-    traceback = "Traceback" in result.output or not (result.exception is None or isinstance(result.exception, SystemExit))
-    if traceback:
-        problems.append(f"traceback: {result.exception!r}")
-    if result.exit_code not in allowed:
-        problems.append(f"exit {result.exit_code}, expected one of {sorted(allowed)}: {stderr[:300]!r}")
-    for line in stderr.splitlines():
-        if len(line) > MAX_LINE:
-            problems.append(f"a stderr line of {len(line)} characters: {line[:120]!r}")
-    if command == "validate":
-        # validate reports many inputs: one line per unreadable input, naming it, then one summary line
-        lines = stderr.splitlines()
-        if not lines or not re.match(r"^\d[\d,]* inputs?: ", lines[-1]):
-            problems.append(f"no summary line: {stderr[-300:]!r}")
-        for line in lines[:-1]:
-            if not line.startswith(source):
-                problems.append(f"a line that names no input: {line[:300]!r}")
-    elif result.exit_code == 2:
-        errors = [line for line in stderr.splitlines() if line.startswith("Error:")]
-        if len(errors) != 1 or len(stderr.splitlines()) != 1:
-            problems.append(f"not one error line: {stderr[:300]!r}")
-        elif source not in errors[0] and command != "validate":
-            problems.append(f"the error does not name the input file: {errors[0][:300]!r}")
-        elif located and not re.search(r": at (\$|Bundle|line \d)", errors[0]):
-            problems.append(f"the error names no place: {errors[0][:300]!r}")
-    if result.exit_code != 0 and out_dir is not None and any(out_dir.iterdir()):
-        problems.append(f"written on failure: {sorted(p.name for p in out_dir.iterdir())}")
-    summary.record(command, name, result.exit_code, traceback=traceback, problems=problems)
-    return problems
 
 
 def _run_all(summary: InputsSummary, runner: CliRunner, server: responses.RequestsMock, tmp_path: Path, rel: str) -> list[str]:
