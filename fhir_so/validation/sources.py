@@ -99,8 +99,8 @@ def iter_file(path: Path) -> Iterator[Input]:
             try:
                 for n, raw in _lines(fh, MAX_NDJSON_LINE_BYTES):
                     if raw is None:
-                        err = InputError(f"line longer than the limit of {MAX_NDJSON_LINE_BYTES:,} bytes", source=source, location=f"line {n}")
-                        yield Input(f"{source}:{n}", error=err, line=n)
+                        too_long = InputError(f"line longer than the limit of {MAX_NDJSON_LINE_BYTES:,} bytes", source=source, location=f"line {n}")
+                        yield Input(f"{source}:{n}", error=too_long, line=n)
                         continue
                     if not raw.strip():
                         continue
