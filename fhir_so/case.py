@@ -23,9 +23,9 @@ import jsonschema
 from jsonschema.exceptions import best_match
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from fhir_so.errors import InputError
+from fhir_so.errors import InputError, excerpt, one_line
 from fhir_so.fhirtypes import FHIR_ID
-from fhir_so.jsonio import dumps, load_json, parse_json
+from fhir_so.jsonio import dumps, load_json, parse_json, read_limited
 
 Reason = Literal[
     "serious-diagnosis",
@@ -169,7 +169,9 @@ class Attachment(_Model):
     url: Annotated[str, Field(pattern=r"^(https?|ftp|urn):\S+$")] | None = None
     title: Text | None = None
     size: Annotated[int, Field(ge=0)] | None = Field(default=None, description="Bytes, for a url attachment.")
-    hash: str | None = Field(default=None, description="SHA-1 of the bytes, base64, for a url attachment.")
+    hash: Annotated[str, Field(pattern=r"^[A-Za-z0-9+/]{27}=$")] | None = Field(
+        default=None, description="SHA-1 of the bytes, base64 (28 characters), for a url attachment."
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> Attachment:
@@ -177,6 +179,11 @@ class Attachment(_Model):
         if len(given) != 1:
             raise ValueError(f"give exactly one of data, file or url (got {', '.join(given) or 'none'})")
         if self.data is not None:
+            size = _decoded_size(self.data)
+            if size > MAX_INLINE_BYTES:
+                raise ValueError(
+                    f"data decodes to {size:,} bytes, over the inline limit of {MAX_INLINE_BYTES:,}; send it by url"
+                )
             try:
                 base64.b64decode(self.data, validate=True)
             except (binascii.Error, ValueError):
@@ -186,6 +193,12 @@ class Attachment(_Model):
     def content(self) -> bytes | None:
         """The inline bytes, or None for a url attachment."""
         return base64.b64decode(self.data) if self.data is not None else None
+
+
+def _decoded_size(data: str) -> int:
+    """The byte count base64 text decodes to, without decoding it (a 1 GB string costs nothing)."""
+    length = len(data.rstrip("="))
+    return length * 3 // 4
 
 
 class Record(_Model):
@@ -387,73 +400,148 @@ def _json_path(path: Any) -> str:
     return out
 
 
-def case_from_dict(data: Any, source: str = "<case>", base_dir: Path | None = None) -> Case:
-    """Check ``data`` against the case schema and build the model; errors name source and JSON path."""
+def case_from_dict(
+    data: Any, source: str = "<case>", base_dir: Path | None = None, *, files_root: str | os.PathLike[str] | None = None
+) -> Case:
+    """Check ``data`` against the case schema and build the model; errors name source and JSON path.
+
+    ``records[].content.file`` and ``opinion.report.file`` are read from inside ``files_root``
+    (default ``base_dir``, else the current folder) and nowhere else: see :func:`read_attachment_file`.
+    """
+    _check_depth(data, source)
     error = best_match(_schema_validator().iter_errors(data))
     if error is not None:
         raise InputError(_schema_message(error), source=source, location=_json_path(error.absolute_path))
-    data = _resolve_files(data, source, base_dir)
+    root = Path(files_root) if files_root is not None else (base_dir or Path("."))
+    data = _resolve_files(data, source, root)
     try:
         case = Case.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise InputError(first["msg"].removeprefix("Value error, "), source=source, location=_json_path(first["loc"])) from None
+        raise InputError(_pydantic_message(exc), source=source, location=_json_path(exc.errors()[0]["loc"])) from None
     return case
 
 
-def load_case(path: str | os.PathLike[str]) -> Case:
-    """Read a case file: JSON, schema-checked, attachment files resolved relative to it."""
+# A case is at most about six levels deep; far deeper input is hostile and would exhaust
+# Python's recursion in the schema check and in messages (repr of a 1,000-deep list).
+MAX_CASE_DEPTH = 32
+
+
+def _check_depth(data: Any, source: str) -> None:
+    """Refuse nesting deeper than MAX_CASE_DEPTH, walking without recursion."""
+    stack: list[tuple[Any, int, str]] = [(data, 0, "$")]
+    while stack:
+        value, depth, where = stack.pop()
+        if depth > MAX_CASE_DEPTH:
+            raise InputError(f"nested more than {MAX_CASE_DEPTH} levels deep", source=source, location=where)
+        if isinstance(value, dict):
+            stack += [(v, depth + 1, f"{where}.{k}" if isinstance(k, str) and k.isidentifier() else where) for k, v in value.items()]
+        elif isinstance(value, list):
+            stack += [(v, depth + 1, f"{where}[{i}]") for i, v in enumerate(value)]
+
+
+def load_case(path: str | os.PathLike[str], *, files_root: str | os.PathLike[str] | None = None) -> Case:
+    """Read a case file: JSON, schema-checked, attachment files read from its folder (or ``files_root``)."""
     p = Path(path)
-    return case_from_dict(load_json(p), str(p), p.parent)
+    return case_from_dict(load_json(p), str(p), p.parent, files_root=files_root)
+
+
+def _pydantic_message(exc: ValidationError) -> str:
+    """A pydantic ValidationError as one line: the first error, and how many more there are."""
+    errors = exc.errors(include_url=False)
+    text = one_line(str(errors[0]["msg"]).removeprefix("Value error, "), 300)
+    return text + (f" (and {len(errors) - 1} more errors)" if len(errors) > 1 else "")
+
+
+_JSON_KINDS = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "an integer", float: "a number"}
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else _JSON_KINDS.get(type(value), type(value).__name__)
 
 
 def _schema_message(error: jsonschema.ValidationError) -> str:
-    if error.validator == "additionalProperties":
-        return f"unknown field: {error.message}"
-    if error.validator == "enum":
+    """One short line per schema error; the offending value is excerpted, never echoed whole."""
+    value = error.instance
+    rule = error.validator
+    if rule == "additionalProperties" and isinstance(value, dict):
+        known = set((error.schema.get("properties") or {}))
+        unknown = [k for k in value if k not in known]
+        return "unknown field: " + ", ".join(excerpt(k, 60) for k in unknown[:3]) + (" ..." if len(unknown) > 3 else "")
+    if rule == "enum":
         allowed = ", ".join(map(str, error.validator_value))
-        return f"{error.instance!r} is not one of the allowed values ({allowed})"
-    return error.message
+        return f"{excerpt(value)} is not one of the allowed values ({one_line(allowed, 300)})"
+    if rule == "type":
+        shown = "" if value is None or isinstance(value, bool) else f" {excerpt(value)}"
+        return f"expected {error.validator_value}, found {_kind(value)}{shown}"
+    if rule == "pattern":
+        return f"{excerpt(value)} does not have the expected form {excerpt(error.validator_value, 80)}"
+    if rule in ("minLength", "maxLength", "minItems", "maxItems") and hasattr(value, "__len__"):
+        size = "at least" if rule.startswith("min") else "at most"
+        unit = "characters" if rule.endswith("Length") else "items"
+        if not len(value):
+            return f"{_kind(value)} that is empty; it should be non-empty"
+        return f"{_kind(value)} of {len(value):,} {unit} {excerpt(value, 40)}; expected {size} {error.validator_value} {unit}"
+    if rule in ("anyOf", "oneOf"):
+        return f"{_kind(value)} {excerpt(value)} matches none of the allowed forms"
+    return one_line(error.message, 200)
 
 
-def _resolve_files(data: Any, source: str, base_dir: Path | None) -> Any:
+def _resolve_files(data: Any, source: str, root: Path) -> Any:
     """Replace every ``content.file`` / ``report.file`` by its bytes as base64 ``data``."""
     if not isinstance(data, dict):
         return data
     out = dict(data)
     records = []
     for i, record in enumerate(out.get("records") or []):
-        content = record.get("content")
-        if isinstance(content, dict) and "file" in content:
-            record = {**record, "content": _read_attachment(content, source, base_dir, f"$.records[{i}].content.file")}
+        content = record.get("content") if isinstance(record, dict) else None
+        if isinstance(content, dict) and content.get("file") is not None:
+            record = {**record, "content": _read_attachment(content, source, root, f"$.records[{i}].content.file")}
         records.append(record)
     if records:
         out["records"] = records
     opinion = out.get("opinion")
-    if isinstance(opinion, dict) and isinstance(opinion.get("report"), dict) and "file" in opinion["report"]:
-        out["opinion"] = {**opinion, "report": _read_attachment(opinion["report"], source, base_dir, "$.opinion.report.file")}
+    if isinstance(opinion, dict) and isinstance(opinion.get("report"), dict) and opinion["report"].get("file") is not None:
+        out["opinion"] = {**opinion, "report": _read_attachment(opinion["report"], source, root, "$.opinion.report.file")}
     return out
 
 
-def _read_attachment(content: dict[str, Any], source: str, base_dir: Path | None, where: str) -> dict[str, Any]:
-    name = content["file"]
-    target = (base_dir or Path(".")) / name
+def read_attachment_file(name: str, root: str | os.PathLike[str], *, source: str = "<case>", location: str | None = None) -> bytes:
+    """The bytes of attachment file ``name``, which must resolve inside the folder ``root``.
+
+    Relative names are taken from ``root``; every symbolic link is resolved first, and the
+    result must still lie inside ``root`` (``../``, absolute paths and links out are refused).
+    Only a regular file is read (not a device, FIFO, socket or anything under /proc, /sys or
+    /dev), and at most ``MAX_INLINE_BYTES`` of it: the size the file system states is not trusted.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise InputError("the attachment file name is empty", source=source, location=location)
     try:
-        size = target.stat().st_size
-        if size > MAX_INLINE_BYTES:
-            raise InputError(
-                f"attachment {name} is {size} bytes, over the inline limit of {MAX_INLINE_BYTES}; send it by url",
-                source=source,
-                location=where,
-            )
-        raw = target.read_bytes()
-    except InputError:
-        raise
-    except OSError as exc:
-        raise InputError(f"cannot read attachment {name}: {exc.strerror or exc}", source=source, location=where) from None
+        real_root = os.path.realpath(root)
+        real = os.path.realpath(os.path.join(real_root, name))
+    except (OSError, ValueError):
+        raise InputError(f"cannot read attachment {excerpt(name)}: the file name contains a NUL byte", source=source, location=location) from None
+    if os.path.commonpath([real_root, real]) != real_root or real == real_root:
+        raise InputError(
+            f"refused: attachment {excerpt(name)} is outside the files folder {excerpt(str(root), 120)} "
+            "(give --files-root DIR to read from another folder)",
+            source=source,
+            location=location,
+        )
+    try:
+        return read_limited(real, MAX_INLINE_BYTES, source=source, location=location, follow_symlinks=False)
+    except InputError as err:
+        why = err.detail
+        if why.startswith("larger than the limit"):
+            why = f"over the inline limit of {MAX_INLINE_BYTES:,} bytes; send it by url"
+        raise InputError(f"cannot read attachment {excerpt(name)}: {why}", source=source, location=location) from None
+
+
+def _read_attachment(content: dict[str, Any], source: str, root: Path, where: str) -> dict[str, Any]:
+    name = content["file"]
+    raw = read_attachment_file(name, root, source=source, location=where)
     resolved = {k: v for k, v in content.items() if k != "file"}
     resolved["data"] = base64.b64encode(raw).decode("ascii")
-    resolved.setdefault("title", Path(name).name)
+    resolved.setdefault("title", Path(name).name[:10_000] or "attachment")
     return resolved
 
 

@@ -27,7 +27,39 @@ query string's credentials, the status and the OperationOutcome's text.
 
 from __future__ import annotations
 
+import re
+import reprlib
 from typing import Any
+
+# An InputError is shown as one line of at most this many characters (file, place and reason).
+MAX_MESSAGE_CHARS = 500
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def one_line(text: str, limit: int) -> str:
+    """``text`` as one printable line of at most ``limit`` characters.
+
+    Line breaks, control characters, bidi overrides and lone surrogates become ``\\uXXXX``
+    (a hostile file cannot rewrite the terminal or forge a second message line); a longer
+    text keeps its head and tail around an ellipsis, so the place and the reason both show.
+    """
+    text = _CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", str(text))
+    if len(text) <= limit:
+        return text
+    head = max(1, limit * 2 // 3)
+    tail = max(0, limit - head - 5)
+    return text[:head] + " ... " + (text[-tail:] if tail else "")
+
+
+def excerpt(value: Any, limit: int = 60) -> str:
+    """A short printable repr of an offending value, for messages (never the whole 3 MB string).
+
+    ``reprlib`` stops at a few levels and items, so a value nested 1,000 deep costs nothing.
+    """
+    short = reprlib.Repr()
+    short.maxlevel, short.maxstring, short.maxother = 3, max(limit, 10), max(limit, 10)
+    short.maxlist = short.maxdict = short.maxtuple = short.maxset = 4
+    return one_line(short.repr(value), limit)
 
 
 class FhirSoError(Exception):
@@ -53,10 +85,11 @@ class InputError(FhirSoError):
         self.location = location
         where = ""
         if source:
-            where += f"{source}: "
+            where += f"{one_line(source, 160)}: "
         if location:
-            where += f"at {location}: "
-        super().__init__(where + message)
+            where += f"at {one_line(location, 120)}: "
+        # room for the CLI's "Error: " in front: the line a user sees stays within MAX_MESSAGE_CHARS
+        super().__init__(where + one_line(message, MAX_MESSAGE_CHARS - 10 - len(where)))
         self.detail = message
 
 

@@ -5,19 +5,19 @@ from __future__ import annotations
 import click
 
 from fhir_so.bundle import bundle_json, parse_bundle
-from fhir_so.case import Case
-from fhir_so.cli.common import info, output_option, translate_errors, write_or_echo
-from fhir_so.cli.params import CaseFile
+from fhir_so.case import load_case
+from fhir_so.cli.common import files_root_option, info, output_option, translate_errors, write_or_echo
 from fhir_so.jsonio import load_json
 
 _case_path = click.Path(dir_okay=True, path_type=str)
 
 
 @click.command()
-@click.argument("case", metavar="CASE.json", type=CaseFile())
+@click.argument("case_file", metavar="CASE.json", type=_case_path)
 @output_option
+@files_root_option
 @translate_errors
-def build(case: Case, output: str | None) -> None:
+def build(case_file: str, output: str | None, files_root: str | None) -> None:
     """Build the transaction Bundle of a second-opinion case.
 
     \b
@@ -28,10 +28,17 @@ def build(case: Case, output: str | None) -> None:
     Examples:
       fhir-so build examples/urology-second-opinion.case.json
       fhir-so build case.json -o bundle.json
+      fhir-so build case.json --files-root ~/scans   # records[].content.file under ~/scans
+
+    \b
+    Attachment files are read from inside the case file's folder (or --files-root) only:
+    regular files of at most 20 MiB; "../", absolute paths out of it, links out of it,
+    devices, FIFOs and /proc are refused.
     """
+    case = load_case(case_file, files_root=files_root)
     if case.is_stat:
         info(f"flag: case {case.case_id} is a stat request; it must not wait behind missing records")
-    write_or_echo(bundle_json(case), output)
+    write_or_echo(bundle_json(case, source=case_file), output)
 
 
 @click.command()

@@ -16,7 +16,7 @@ import click
 
 from fhir_so.case import Case
 from fhir_so.cli.app import App, pass_app
-from fhir_so.cli.common import emit_json, info, json_option, server_option, timeout_option, translate_errors, write_or_echo
+from fhir_so.cli.common import emit_json, info, json_option, files_root_option, server_option, timeout_option, translate_errors, write_or_echo
 from fhir_so.cli.params import CaseFile, ServerUrl
 from fhir_so.errors import CaseNotFoundError, InputError
 from fhir_so.jsonio import dumps, write_atomic
@@ -28,9 +28,10 @@ from fhir_so.workflow import case_of, pull_bundle, pull_patient, pull_patient_bu
 @server_option
 @timeout_option
 @json_option
+@files_root_option
 @pass_app
 @translate_errors
-def push_command(app: App, payload: Case | dict[str, Any], server: str | None, timeout: float, as_json: bool) -> None:
+def push_command(app: App, payload: Case | dict[str, Any], server: str | None, timeout: float, as_json: bool, files_root: str | None) -> None:
     """Send a case (a case file, or its transaction Bundle) to a server as ONE transaction.
 
     \b

@@ -48,12 +48,14 @@ class CaseFile(click.ParamType):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if not isinstance(value, (str, Path)):
             return value  # already loaded (a default, or a second conversion)
+        # --files-root is eager, so it is known before the case file is read
+        files_root = ctx.params.get("files_root") if ctx is not None else None
         try:
             if self.bundles:
                 from fhir_so.workflow.push import load_push_input
 
-                return load_push_input(value)
-            return load_case(value)
+                return load_push_input(value, files_root=files_root)
+            return load_case(value, files_root=files_root)
         except InputError as exc:
             self.fail(str(exc), param, ctx)
 

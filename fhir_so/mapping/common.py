@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from fhir_so import terminology as term
 from fhir_so.case import Attachment, Coding, Identifier, Party
-from fhir_so.errors import InputError
+from fhir_so.errors import InputError, excerpt, one_line
 
 Resource = dict[str, Any]
 RefFor = Callable[[str], str]
@@ -134,16 +134,23 @@ def r4_model(resource_type: str) -> Any:
 
 def check_r4(resource: Resource, where: str, source: str) -> None:
     """Check one resource with its fhir.resources R4B model; errors name the place in the file."""
+    resource_type = resource.get("resourceType")
     try:
-        model = r4_model(resource["resourceType"])
-    except (KeyError, ValueError):
-        raise InputError(f"unknown resourceType {resource.get('resourceType')!r}", source=source, location=f"{where}.resourceType") from None
+        if not isinstance(resource_type, str):
+            raise ValueError(resource_type)
+        model = r4_model(resource_type)
+    except (KeyError, ValueError, TypeError, AttributeError):
+        raise InputError(f"unknown resourceType {excerpt(resource_type)}", source=source, location=f"{where}.resourceType") from None
     try:
         model.model_validate(resource)
     except ValidationError as exc:
-        err = exc.errors()[0]
+        errors = exc.errors(include_url=False)
+        err = errors[0]
         path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"] if not str(p).startswith("function"))
-        raise InputError(f"not a valid R4 {resource['resourceType']}: {err['msg']}", source=source, location=f"{where}{path}") from None
+        more = f" (and {len(errors) - 1} more errors)" if len(errors) > 1 else ""
+        raise InputError(
+            f"not a valid R4 {resource_type}: {one_line(str(err['msg']), 300)}{more}", source=source, location=f"{where}{path}"
+        ) from None
 
 
 def mode_codes(mode: str) -> list[dict[str, str]]:

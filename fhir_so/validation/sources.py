@@ -10,14 +10,17 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, BinaryIO, Iterable, Iterator
 
 import orjson
 
 from fhir_so.errors import InputError
+from fhir_so.jsonio import MAX_JSON_FILE_BYTES, open_regular, read_limited
 
 NDJSON_SUFFIXES = (".ndjson", ".jsonl")
 JSON_SUFFIXES = (".json",)
+# One NDJSON line is one resource: one with an attachment at the 20 MiB inline limit fits.
+MAX_NDJSON_LINE_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,36 +65,56 @@ def _object(value: Any, source: str, location: str | None) -> Any:
     return value
 
 
+def _lines(fh: BinaryIO, limit: int) -> Iterator[tuple[int, bytes | None]]:
+    """(line number, bytes) of each line; None for a line longer than ``limit`` (skipped, not held)."""
+    n = 0
+    while True:
+        raw = fh.readline(limit + 1)
+        if not raw:
+            return
+        n += 1
+        if len(raw) > limit and not raw.endswith(b"\n"):
+            while raw and not raw.endswith(b"\n"):  # drain the rest of the long line in bounded chunks
+                raw = fh.readline(1 << 20)
+            yield n, None
+            continue
+        yield n, raw
+
+
 def iter_file(path: Path) -> Iterator[Input]:
-    """The resources of one file: a .ndjson/.jsonl file line by line, any other file as one JSON resource."""
+    """The resources of one file: a .ndjson/.jsonl file line by line, any other file as one JSON resource.
+
+    Only regular files are read (a device, FIFO or socket is an input error, before any read);
+    a JSON file of more than ``MAX_JSON_FILE_BYTES`` and an NDJSON line of more than
+    ``MAX_NDJSON_LINE_BYTES`` are refused without being held in memory.
+    """
     source = str(path)
     if path.name.lower().endswith(NDJSON_SUFFIXES):
         try:
-            fh = path.open("rb")
-        except OSError as exc:
-            yield Input(source, error=InputError(f"cannot read: {exc.strerror or exc}", source=source))
+            fh = os.fdopen(open_regular(path, source=source), "rb")
+        except InputError as err:
+            yield Input(source, error=err)
             return
         with fh:
-            for n, raw in enumerate(fh, start=1):
-                if not raw.strip():
-                    continue
-                try:
-                    yield Input(f"{source}:{n}", _object(parse(raw, source, line=n), source, f"line {n}"), line=n)
-                except InputError as err:
-                    yield Input(f"{source}:{n}", error=err, line=n)
+            try:
+                for n, raw in _lines(fh, MAX_NDJSON_LINE_BYTES):
+                    if raw is None:
+                        too_long = InputError(f"line longer than the limit of {MAX_NDJSON_LINE_BYTES:,} bytes", source=source, location=f"line {n}")
+                        yield Input(f"{source}:{n}", error=too_long, line=n)
+                        continue
+                    if not raw.strip():
+                        continue
+                    try:
+                        yield Input(f"{source}:{n}", _object(parse(raw, source, line=n), source, f"line {n}"), line=n)
+                    except InputError as err:
+                        yield Input(f"{source}:{n}", error=err, line=n)
+            except OSError as exc:
+                yield Input(source, error=InputError(f"cannot read: {exc.strerror or exc}", source=source))
         return
     try:
-        if path.is_dir():
-            raise InputError("is a directory", source=source)
-        data = path.read_bytes()
+        data = read_limited(path, MAX_JSON_FILE_BYTES, source=source)
     except InputError as err:
         yield Input(source, error=err)
-        return
-    except FileNotFoundError:
-        yield Input(source, error=InputError("no such file", source=source))
-        return
-    except OSError as exc:
-        yield Input(source, error=InputError(f"cannot read: {exc.strerror or exc}", source=source))
         return
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]

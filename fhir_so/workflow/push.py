@@ -14,16 +14,19 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from os import PathLike
 from pathlib import Path
 from typing import Any, Literal
 
 from fhir_so import terminology as term
-from fhir_so.bundle import build_bundle
+from fhir_so.bundle import build_bundle, bundle_graph
 from fhir_so.case import Case, case_from_dict
 from fhir_so.client import EntryResponse, FhirClient, TransactionResponse
-from fhir_so.errors import InputError, ServerError
+from fhir_so.errors import InputError, ProfileError, ServerError, excerpt
 from fhir_so.jsonio import load_json_object
+from fhir_so.packages import PackageCache
+from fhir_so.validation.structure import SchemaLayer
 
 __all__ = ["Outcome", "PushResult", "PushedEntry", "classify_entry", "push", "transaction_of"]
 
@@ -127,14 +130,59 @@ def transaction_of(case_or_bundle: Case | Mapping[str, Any]) -> dict[str, Any]:
     return bundle
 
 
-def load_push_input(path: str | PathLike[str]) -> Case | dict[str, Any]:
-    """What a file holds for push: a transaction Bundle as is, or a case file (schema-checked)."""
+def load_push_input(path: str | PathLike[str], *, files_root: str | PathLike[str] | None = None) -> Case | dict[str, Any]:
+    """What a file holds for push: a transaction Bundle, or a case file (schema-checked).
+
+    Everything is checked before a request is made: a case as :func:`~fhir_so.case.load_case`
+    does (attachment files from its folder or ``files_root``); a Bundle's entries as R4
+    resources with a request (method and url) each, and its urn: references resolving inside it.
+    """
     data = load_json_object(path)
-    if data.get("resourceType") != "Bundle":
-        return case_from_dict(data, str(path), Path(path).parent)
-    if data.get("type") != "transaction":
-        raise InputError(f"expected a transaction Bundle (or a case file), got type {data.get('type')!r}", source=str(path), location="Bundle.type")
+    source = str(path)
+    if "resourceType" not in data:
+        case = case_from_dict(data, source, Path(path).parent, files_root=files_root)
+        build_bundle(case, source)  # a case that maps to invalid R4 is refused here, naming the file
+        return case
+    if data.get("resourceType") != "Bundle" or data.get("type") != "transaction":
+        raise InputError(
+            f"expected a transaction Bundle (or a case file), found resourceType {excerpt(data.get('resourceType'))} "
+            f"type {excerpt(data.get('type'))}",
+            source=source,
+            location="Bundle.type" if data.get("resourceType") == "Bundle" else "$.resourceType",
+        )
+    bundle_graph(data, source)
+    if not data.get("entry"):
+        raise InputError("the transaction has no entries: nothing to push", source=source, location="Bundle.entry")
+    _check_json_types(data, source)
+    for i, entry in enumerate(data.get("entry") or []):
+        request = entry.get("request")
+        where = f"Bundle.entry[{i}].request"
+        if not isinstance(request, dict) or not isinstance(request.get("method"), str) or not isinstance(request.get("url"), str):
+            raise InputError("a transaction entry needs a request with a method and a url", source=source, location=where)
     return data
+
+
+@lru_cache(maxsize=2)
+def _schema_layer(path: Path) -> SchemaLayer:
+    return SchemaLayer(path)
+
+
+def _check_json_types(bundle: dict[str, Any], source: str) -> None:
+    """The R4 JSON schema on each entry: the R4 models take ``"dateTime": 12345`` as a string, a server would not.
+
+    The schema comes from the FHIR package cache (``fhir-so packages seed``); without it this
+    check is left to the server (the R4 models and the null check above still run).
+    """
+    try:
+        path = PackageCache().r4_json_schema_path()
+    except ProfileError:
+        return
+    layer = _schema_layer(path)
+    for i, entry in enumerate(bundle.get("entry") or []):
+        issues = layer.issues(entry["resource"], f"Bundle.entry[{i}].resource")
+        if issues:
+            more = f" (and {len(issues) - 1} more)" if len(issues) > 1 else ""
+            raise InputError(f"not valid R4 JSON: {issues[0].message}{more}", source=source, location=issues[0].expression)
 
 
 def _case_facts(bundle: Mapping[str, Any]) -> tuple[str | None, bool]:

@@ -80,7 +80,11 @@ def validate(
     """
     names = [os.fspath(p) for p in paths]
     for name in names:
-        if not Path(name).exists():
+        try:
+            found = Path(name).exists()
+        except (OSError, ValueError) as exc:  # a name too long, a NUL byte
+            raise InputError(f"cannot read: {getattr(exc, 'strerror', None) or exc}", source=name) from None
+        if not found:
             raise InputError("no such file or directory", source=name)
     if client is not None:
         return RemoteValidator(client, profiles).validate_paths(names)
