@@ -177,7 +177,11 @@ class SliceMatcher:
         ref = x.get("reference") if isinstance(x, dict) else None
         if not isinstance(ref, str):
             return None
-        res = _contained(ctx.resource, ref[1:]) if ref.startswith("#") else (ctx.bundle.resolve(ref) if ctx.bundle is not None else None)
+        if ref.startswith("#"):
+            res = _contained(ctx.resource, ref[1:])
+        else:
+            hit = ctx.bundle.find(ref) if ctx.bundle is not None else None
+            res = hit.resource if hit is not None else None
         if res is None:
             # outside a Bundle nothing can be resolved offline: leave it open; inside one, an unresolved item fits no slice
             return None if ctx.bundle is None or ref.startswith("#") else False
