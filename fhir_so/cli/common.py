@@ -50,7 +50,6 @@ output_option = click.option(
 files_root_option = click.option(
     "--files-root",
     type=click.Path(file_okay=False, path_type=str),
-    is_eager=True,  # read before the case file argument, which loads the case with it
     metavar="DIR",
     help="Read the case's attachment files (records[].content.file) from inside DIR only. Default: the case file's folder.",
 )

@@ -16,22 +16,23 @@ import click
 
 from fhir_so.case import Case
 from fhir_so.cli.app import App, pass_app
-from fhir_so.cli.common import emit_json, info, json_option, files_root_option, server_option, timeout_option, translate_errors, write_or_echo
-from fhir_so.cli.params import CaseFile, ServerUrl
+from fhir_so.cli.common import emit_json, files_root_option, info, json_option, server_option, timeout_option, translate_errors, write_or_echo
+from fhir_so.cli.params import ServerUrl
 from fhir_so.errors import CaseNotFoundError, InputError
 from fhir_so.jsonio import dumps, write_atomic
 from fhir_so.workflow import case_of, pull_bundle, pull_patient, pull_patient_bundle, push, transfer
+from fhir_so.workflow.push import load_push_input
 
 
 @click.command("push")
-@click.argument("payload", metavar="BUNDLE.json|CASE.json", type=CaseFile(bundles=True))
+@click.argument("path", metavar="BUNDLE.json|CASE.json", type=click.Path(path_type=str))
 @server_option
 @timeout_option
 @json_option
 @files_root_option
 @pass_app
 @translate_errors
-def push_command(app: App, payload: Case | dict[str, Any], server: str | None, timeout: float, as_json: bool, files_root: str | None) -> None:
+def push_command(app: App, path: str, server: str | None, timeout: float, as_json: bool, files_root: str | None) -> None:
     """Send a case (a case file, or its transaction Bundle) to a server as ONE transaction.
 
     \b
@@ -44,6 +45,8 @@ def push_command(app: App, payload: Case | dict[str, Any], server: str | None, t
       fhir-so push examples/urology-second-opinion.case.json --server http://127.0.0.1:8090/fhir
       fhir-so push bundle.json --json | jq .request_id
     """
+    # a bad file is bad input (exit 2, one line naming the file and place), not a usage error
+    payload = load_push_input(path, files_root=files_root)
     result = push(app.client(server, timeout=timeout), payload)
     if result.stat:
         info(f"FLAG: case {result.case_id} is a stat request: an emergency must not wait for the opinion")

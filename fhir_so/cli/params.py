@@ -1,8 +1,8 @@
 """Parameter types: inputs checked at the edge, so a bad value is a usage error (exit 2) naming the option.
 
-``ServerUrl`` (a FHIR server's base URL), ``CaseFile`` (a case file, or with
-``bundles=True`` also a transaction Bundle, loaded and schema-checked) and ``PackageRef``
-(``NAME#VERSION``, a package folder or a ``.tgz``). Each delegates the rule to the library,
+``ServerUrl`` (a FHIR server's base URL) and ``PackageRef`` (``NAME#VERSION``, a package
+folder or a ``.tgz``). A case file is not a parameter type on purpose: what is wrong inside
+it is bad input (exit 2, one line naming the file and the place), not a usage error. Each delegates the rule to the library,
 so the command line and Python agree on what is valid.
 """
 
@@ -13,12 +13,11 @@ from typing import Any
 
 import click
 
-from fhir_so.case import load_case
 from fhir_so.errors import InputError
 from fhir_so.fhirtypes import check_base_url
 from fhir_so.packages import parse_spec
 
-__all__ = ["CaseFile", "PackageRef", "ServerUrl"]
+__all__ = ["PackageRef", "ServerUrl"]
 
 
 class ServerUrl(click.ParamType):
@@ -32,32 +31,6 @@ class ServerUrl(click.ParamType):
         except InputError as exc:
             self.fail(str(exc), param, ctx)
 
-
-class CaseFile(click.ParamType):
-    """A case file, loaded (schema-checked, attachment files read); with ``bundles`` a transaction Bundle too.
-
-    The value is the loaded :class:`~fhir_so.case.Case` (or the Bundle as a dict); a bad file is a
-    usage error whose message names the file and the place in it.
-    """
-
-    name = "case"
-
-    def __init__(self, *, bundles: bool = False) -> None:
-        self.bundles = bundles
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if not isinstance(value, (str, Path)):
-            return value  # already loaded (a default, or a second conversion)
-        # --files-root is eager, so it is known before the case file is read
-        files_root = ctx.params.get("files_root") if ctx is not None else None
-        try:
-            if self.bundles:
-                from fhir_so.workflow.push import load_push_input
-
-                return load_push_input(value, files_root=files_root)
-            return load_case(value, files_root=files_root)
-        except InputError as exc:
-            self.fail(str(exc), param, ctx)
 
 
 class PackageRef(click.ParamType):
