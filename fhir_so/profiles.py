@@ -251,7 +251,7 @@ def build_profiles(
 
 def _count_examples(package_folder: Path) -> int:
     folder = package_folder / EXAMPLE_DIR
-    return sum(1 for p in folder.glob("*.json")) if folder.is_dir() else 0
+    return sum(1 for p in folder.glob("*.json") if not p.name.startswith(".")) if folder.is_dir() else 0
 
 
 def examples(package: Package) -> list[dict[str, object]]:
@@ -259,7 +259,8 @@ def examples(package: Package) -> list[dict[str, object]]:
     if package.path is None or not (package.path / EXAMPLE_DIR).is_dir():
         return []
     out = []
-    for path in sorted((package.path / EXAMPLE_DIR).glob("*.json")):
+    # dot files are other tools' indexes (the HL7 validator writes example/.index.json), not examples
+    for path in sorted(p for p in (package.path / EXAMPLE_DIR).glob("*.json") if not p.name.startswith(".")):
         try:
             out.append(orjson.loads(path.read_bytes()))
         except orjson.JSONDecodeError as exc:

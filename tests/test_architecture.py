@@ -33,7 +33,7 @@ MODULE_LAYER = {
 # modules listed before it (its ``__init__`` may import them all). A new module goes in its place
 # here; a sub-package not listed must at least be free of import circles.
 SIBLING_ORDER = {
-    "mapping": ["graph", "common", "parties", "consent", "coverage", "diagnostic_report", "document_reference", "service_request"],
+    "mapping": ["graph", "common", "narrative", "parties", "consent", "coverage", "diagnostic_report", "document_reference", "service_request"],
     "validation": [
         "findings", "primitives", "fhirpath", "snapshot", "sources", "loading", "native", "bindings", "plan", "structure",
         "slicing", "profile", "rules", "outcome", "validator",
