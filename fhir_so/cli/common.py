@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import sys
+from collections.abc import Mapping
 from typing import Any, Callable, TypeVar
 
 import click
 
-from fhir_so.errors import FhirSoError
+from fhir_so.auth import Auth, auth_from_env
+from fhir_so.errors import FhirSoError, InputError
 from fhir_so.jsonio import write_atomic
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -59,6 +62,22 @@ server_option = click.option(
     metavar="URL",
     help="Base URL of the FHIR server, e.g. http://127.0.0.1:8080/fhir.",
 )
+
+
+# RFC 6750 b64token: what a bearer token may hold. Anything else cannot go in an HTTP header
+# (requests raises UnicodeEncodeError on a non-Latin-1 character): refuse it here, never echo it.
+_BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+
+
+def auth_from_environment(environ: Mapping[str, str]) -> Auth | None:
+    """:func:`fhir_so.auth.auth_from_env`, after checking that a bearer token can be sent at all."""
+    for name, value in environ.items():
+        if name.startswith("FHIR_SO_") and name.endswith("TOKEN") and value and not _BEARER_TOKEN.fullmatch(value):
+            raise InputError(
+                f"{name} holds characters a bearer token cannot have (only ASCII letters, digits and -._~+/=); "
+                "the value is not shown"
+            )
+    return auth_from_env(environ)
 
 
 def emit_json(obj: Any) -> None:

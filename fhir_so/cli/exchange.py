@@ -13,9 +13,9 @@ from typing import Any, Callable
 
 import click
 
-from fhir_so.auth import Auth, auth_from_env
+from fhir_so.auth import Auth
 from fhir_so.bundle import parse_bundle
-from fhir_so.cli.common import emit_json, files_root_option, info, json_option, server_option, translate_errors, write_or_echo
+from fhir_so.cli.common import auth_from_environment, emit_json, files_root_option, info, json_option, server_option, translate_errors, write_or_echo
 from fhir_so.client import FhirClient
 from fhir_so.errors import InputError
 from fhir_so.jsonio import dumps, write_atomic
@@ -43,8 +43,8 @@ def _auth(prefix: str = "") -> Auth | None:
     """Credentials from FHIR_SO_* (or, for one side of a transfer, FHIR_SO_FROM_* / FHIR_SO_TO_*)."""
     env = os.environ
     if prefix and any(env.get(prefix + n) for n in _AUTH_NAMES):
-        return auth_from_env({f"FHIR_SO_{n}": env[prefix + n] for n in _AUTH_NAMES if env.get(prefix + n)})
-    return auth_from_env(env)
+        return auth_from_environment({f"FHIR_SO_{n}": env[prefix + n] for n in _AUTH_NAMES if env.get(prefix + n)})
+    return auth_from_environment(env)
 
 
 def _client(url: str | None, timeout: float, *, what: str = "--server", prefix: str = "") -> FhirClient:

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import click
 
-from fhir_so.cli.common import emit_json, info, json_option, server_option, translate_errors
+from fhir_so.cli.common import auth_from_environment, emit_json, info, json_option, server_option, translate_errors
 from fhir_so.cli.packages import cache_option
-from fhir_so.auth import auth_from_env
 from fhir_so.client import FhirClient
 from fhir_so.errors import InputError
 from fhir_so.packages import PackageCache
@@ -66,7 +65,7 @@ def install_command(server: str | None, cache_dir: Path | None, timeout: float, 
     """
     if not server:
         raise InputError("give --server URL (or set FHIR_SO_SERVER)")
-    with FhirClient(server, auth=auth_from_env(os.environ), timeout=(5.0, timeout)) as client:
+    with FhirClient(server, auth=auth_from_environment(os.environ), timeout=(5.0, timeout)) as client:
         report = install_profiles(client, PackageCache(cache_dir))
     if as_json:
         emit_json(report)

@@ -9,7 +9,7 @@ from typing import IO
 
 import click
 
-from fhir_so.cli.common import info, server_option, translate_errors
+from fhir_so.cli.common import auth_from_environment, info, server_option, translate_errors
 from fhir_so.errors import InputError
 from fhir_so.packages import PackageCache
 
@@ -40,11 +40,10 @@ def validate_command(paths: tuple[str, ...], profiles: tuple[str, ...], packages
         if not found:
             raise InputError("no such file or directory", source=p)
     if server:
-        from fhir_so.auth import auth_from_env
         from fhir_so.client import FhirClient
         from fhir_so.workflow.remote_validate import RemoteValidator
 
-        client = FhirClient(server, auth=auth_from_env(os.environ))
+        client = FhirClient(server, auth=auth_from_environment(os.environ))
         results = RemoteValidator(client, profiles).validate_paths(paths)
     else:
         from fhir_so.validation import Validator, ValidatorOptions
