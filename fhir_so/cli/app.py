@@ -10,6 +10,7 @@ whatever way it ends.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -43,8 +44,8 @@ class App:
         """Credentials for one side: ``FHIR_SO_FROM_*`` / ``FHIR_SO_TO_*`` when any is set, else ``FHIR_SO_*``."""
         prefix = _SIDE_PREFIX[side]
         if side and any(self.env.get(prefix + n) for n in _AUTH_NAMES):
-            return auth_from_env({_PREFIX + n: self.env[prefix + n] for n in _AUTH_NAMES if self.env.get(prefix + n)})
-        return auth_from_env(self.env)
+            return _auth_from_env({_PREFIX + n: self.env[prefix + n] for n in _AUTH_NAMES if self.env.get(prefix + n)})
+        return _auth_from_env(self.env)
 
     @staticmethod
     def timeouts(read: float) -> tuple[float, float]:
@@ -60,3 +61,19 @@ class App:
 
 
 pass_app = click.make_pass_decorator(App, ensure=True)
+
+
+# RFC 6750 b64token: what a bearer token may hold. Anything else cannot go in an HTTP header
+# (requests raises UnicodeEncodeError on a non-Latin-1 character): refuse it here, never echo it.
+_BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+
+
+def _auth_from_env(environ: Mapping[str, str]) -> Auth | None:
+    """:func:`fhir_so.auth.auth_from_env`, after checking that a bearer token can be sent at all."""
+    for name, value in environ.items():
+        if name.startswith("FHIR_SO_") and name.endswith("TOKEN") and value and not _BEARER_TOKEN.fullmatch(value):
+            raise InputError(
+                f"{name} holds characters a bearer token cannot have (only ASCII letters, digits and -._~+/=); "
+                "the value is not shown"
+            )
+    return auth_from_env(environ)

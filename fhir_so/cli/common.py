@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import sys
+from collections.abc import Mapping
 from typing import Any, Callable, TypeVar
 
 import click
@@ -73,6 +75,7 @@ timeout_option = click.option(
     metavar="SECONDS",
     help="Read timeout of each request to the server (connect: the same, at most 10 s).",
 )
+
 
 
 def emit_json(obj: Any) -> None:

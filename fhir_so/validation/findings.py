@@ -11,7 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
+from fhir_so.errors import one_line
 from fhir_so.terminology import CS_VALIDATION_RULE
+
+# Caps of one finding's text, so a report line (file, severity, place, message, rule) stays under 500 characters.
+MESSAGE_CHARS = 300
+EXPRESSION_CHARS = 120
 
 #: one of "fatal", "error", "warning", "information" (OperationOutcome.issue.severity)
 Severity = str
@@ -45,6 +50,11 @@ class Issue:
     expression: str
     message: str
     rule: str
+
+    def __post_init__(self) -> None:
+        # A finding about a hostile value quotes it; a report line stays one line of a few hundred characters.
+        object.__setattr__(self, "message", one_line(self.message, MESSAGE_CHARS))
+        object.__setattr__(self, "expression", one_line(self.expression, EXPRESSION_CHARS))
 
     @property
     def is_error(self) -> bool:

@@ -28,13 +28,14 @@ class InputsSummary:
         self.runs: Counter[str] = Counter()
         self.refused: Counter[str] = Counter()
         self.accepted: Counter[str] = Counter()
+        self.sent: Counter[str] = Counter()
         self.tracebacks: list[str] = []
         self.violations: list[str] = []
 
     def record(self, command: str, name: str, exit_code: int, *, traceback: bool, problems: list[str]) -> None:
         self.inputs.add(name)
         self.runs[command] += 1
-        (self.accepted if exit_code == 0 else self.refused)[command] += 1
+        (self.accepted if exit_code == 0 else self.sent if exit_code == 3 else self.refused)[command] += 1
         if traceback:
             self.tracebacks.append(f"{command} {name}")
         self.violations += [f"{command} {name}: {p}" for p in problems]
@@ -51,6 +52,7 @@ class InputsSummary:
         for command in sorted(self.runs):
             tr.write_line(
                 f"  {command:<9} {self.runs[command]:>5} runs: {self.refused[command]:>5} refused, {self.accepted[command]:>5} accepted"
+                + (f", {self.sent[command]:>5} accepted and sent (the mock server answered 400)" if self.sent[command] else "")
             )
         for line in (self.tracebacks + self.violations)[:20]:
             tr.write_line(f"  ! {line[:300]}")

@@ -334,3 +334,21 @@ def _writing(pid: int, folder: Path) -> bool:
         if target.startswith(str(folder)):
             return True
     return False
+
+
+@pytest.mark.parametrize("variable", ["FHIR_SO_TOKEN", "FHIR_SO_TO_TOKEN"])
+@pytest.mark.parametrize("token", ["tök€n-secret", "two words", "line\nbreak"], ids=["non-latin-1", "space", "newline"])
+def test_a_token_that_cannot_be_a_header_is_refused_unshown(summary: InputsSummary, tmp_path: Path, variable: str, token: str) -> None:
+    """The CLI refuses a bearer token an HTTP header cannot carry: exit 2, one line, the value never shown."""
+    runner = CliRunner(env={**CLEAN_ENV, variable: token})
+    case = str(ROOT / "examples" / "urology-second-opinion.case.json")
+    if variable == "FHIR_SO_TOKEN":
+        args = ["push", case, "--server", "http://127.0.0.1:9/fhir"]
+    else:
+        args = ["transfer", "--from", "http://127.0.0.1:9/fhir", "--to", "http://127.0.0.1:9/fhir", "--request", "1"]
+    result = runner.invoke(cli, args)
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert result.exit_code == 2, result.output
+    assert variable in result.stderr and token not in result.output and "secret" not in result.output
+    assert len(result.stderr.splitlines()) == 1
+    summary.record("token", f"tmp:{variable}:{token[:5]}", result.exit_code, traceback=False, problems=[])
