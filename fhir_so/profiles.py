@@ -251,7 +251,7 @@ def build_profiles(
 
 def _count_examples(package_folder: Path) -> int:
     folder = package_folder / EXAMPLE_DIR
-    return sum(1 for p in folder.glob("*.json")) if folder.is_dir() else 0
+    return sum(1 for p in folder.glob("*.json") if not p.name.startswith(".")) if folder.is_dir() else 0
 
 
 def examples(package: Package) -> list[dict[str, object]]:
@@ -260,6 +260,8 @@ def examples(package: Package) -> list[dict[str, object]]:
         return []
     out = []
     for path in sorted((package.path / EXAMPLE_DIR).glob("*.json")):
+        if path.name.startswith("."):
+            continue  # .index.json: SUSHI's package loader writes one in every folder of the cache it reads
         try:
             out.append(orjson.loads(path.read_bytes()))
         except orjson.JSONDecodeError as exc:

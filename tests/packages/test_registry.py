@@ -110,7 +110,7 @@ def test_a_registry_without_the_package_falls_back_and_the_order_is_kept(cache: 
         assert install_from_registry(cache, "ex.top#1.0.0", reg).downloaded == ["ex.top#1.0.0"]
         install_from_registry(cache, "ex.other#1.0.0", reg)
     assert not any(c.request.url.startswith(f"{NPM}/ex.other") for c in rsps.calls)  # the first registry that has it wins
-    assert json.loads((cache.package_dir("ex.other", "1.0.0") / "fhir-so-install.json").read_text())["registry"] == FHIR
+    assert json.loads((cache.package_dir("ex.other", "1.0.0") / ".fhir-so-install").read_text())["registry"] == FHIR
 
 
 @pytest.mark.parametrize("checksum", ["integrity", "shasum"])
