@@ -252,6 +252,13 @@ def test_hostile_tarballs_are_refused_and_write_nothing(cache: PackageCache, rsp
     assert added(cache) == [] and not (tmp_path / "evil").exists()
 
 
+def test_a_file_and_a_folder_of_one_name_fail_clearly(cache: PackageCache, rsps: Any) -> None:
+    publish(rsps, NPM, "ex.top", {"1.0.0": tgz("ex.top", "1.0.0", files={"package/a": b"x", "package/a/b.json": b"{}"})})
+    with client(NPM) as reg, pytest.raises(ProfileError, match="cannot unpack"):
+        install_from_registry(cache, "ex.top#1.0.0", reg)
+    assert added(cache) == []
+
+
 def test_files_outside_package_are_ignored(cache: PackageCache, rsps: Any) -> None:
     publish(rsps, NPM, "ex.top", {"1.0.0": tgz("ex.top", "1.0.0", files={"other/readme.txt": b"x", "package/other/spec.json": b"{}"})})
     with client(NPM) as reg:
