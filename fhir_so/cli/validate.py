@@ -29,8 +29,10 @@ def validate_command(paths: tuple[str, ...], profiles: tuple[str, ...], packages
 
     \b
     Offline by default (core R4, the project's profiles, any --package); with --server URL,
-    each resource goes to that server's $validate instead.
-    Exit codes: 0 all valid, 1 some invalid, 2 bad input (unreadable file, malformed JSON).
+    each resource goes to that server's $validate instead. A --package NAME#VERSION that is not in
+    the cache is installed from the package registries first (once; offline afterwards).
+    Exit codes: 0 all valid, 1 some invalid, 2 bad input (unreadable file, malformed JSON),
+    3 a package could not be downloaded.
     """
     from fhir_so.validation.outcome import write_report, write_report_file
 
