@@ -259,8 +259,9 @@ def examples(package: Package) -> list[dict[str, object]]:
     if package.path is None or not (package.path / EXAMPLE_DIR).is_dir():
         return []
     out = []
-    # dot files are other tools' indexes (the HL7 validator writes example/.index.json), not examples
-    for path in sorted(p for p in (package.path / EXAMPLE_DIR).glob("*.json") if not p.name.startswith(".")):
+    for path in sorted((package.path / EXAMPLE_DIR).glob("*.json")):
+        if path.name.startswith("."):
+            continue  # .index.json: SUSHI's package loader writes one in every folder of the cache it reads
         try:
             out.append(orjson.loads(path.read_bytes()))
         except orjson.JSONDecodeError as exc:

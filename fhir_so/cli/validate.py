@@ -47,7 +47,10 @@ def validate_command(
     Offline by default (core R4, the project's profiles, any --package); with --server URL,
     each resource goes to that server's $validate instead. Conformance only, unless
     --rules transfer adds the business rules (so-consent-*, so-stat-flagged, so-record-withheld).
-    Exit codes: 0 all valid, 1 some invalid, 2 bad input (unreadable file, malformed JSON).
+    A --package NAME#VERSION that is not in the cache is installed from the package registries
+    first (once; offline afterwards).
+    Exit codes: 0 all valid, 1 some invalid, 2 bad input (unreadable file, malformed JSON),
+    3 a package could not be downloaded.
     """
     from fhir_so.validation.outcome import write_report, write_report_file
     from fhir_so.workflow.run_validation import validate

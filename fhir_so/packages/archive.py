@@ -109,6 +109,8 @@ def unpack_package(data: bytes, folder: Path, source: str) -> dict[str, object]:
                 target.chmod(0o644)
     except (tarfile.TarError, EOFError) as exc:
         raise ProfileError(f"not a readable .tgz package: {exc}", source=source) from None
+    except OSError as exc:  # e.g. a file and a folder of the same name in one archive
+        raise ProfileError(f"cannot unpack the archive: {exc.strerror or exc}", source=source) from None
     manifest_path = folder / "package.json"
     if not manifest_path.is_file():
         raise ProfileError("not a FHIR package: no package/package.json in the archive", source=source)

@@ -5,7 +5,7 @@ The cache uses the standard layout ``<root>/NAME#VERSION/package/`` (root: ``$FH
 folder and renamed into place, so no reader ever sees half a package.
 
 A package installed from a registry (:mod:`fhir_so.packages.install`) gets a record next to its ``package/``
-folder (``fhir-so-install.json``): where it came from, its checksum, and which version of each dependency
+folder (``.fhir-so-install``): where it came from, its checksum, and which version of each dependency
 was installed for it (a substitute when the exact one is on no registry, none when the package is on no
 registry at all). Loading its definitions here follows that record, so an installed package loads offline,
 with the same warnings.
@@ -30,7 +30,8 @@ from fhir_so.packages.model import CORE_NAME, CORE_SPEC, CORE_VERSION, Package, 
 from fhir_so.packages.seed import SCHEMA_RELPATH, STUB_VERSION, core_seed_stamp, is_seeded, write_core, write_stub
 from fhir_so.packages.versions import match_version, nearest_version, parse_spec, version_key
 
-INSTALL_RECORD = "fhir-so-install.json"
+# JSON, but not named *.json: SUSHI's package loader indexes every *.json it finds in a package's folder
+INSTALL_RECORD = ".fhir-so-install"
 
 
 def default_cache_root() -> Path:
@@ -181,6 +182,7 @@ class PackageCache:
             build(tmp / "package")
             if record is not None:
                 (tmp / INSTALL_RECORD).write_bytes(orjson.dumps(record, option=orjson.OPT_INDENT_2))
+                (tmp / INSTALL_RECORD).chmod(0o644)
             if target.exists():
                 old = Path(tempfile.mkdtemp(prefix=f".{name}#{version}.old.", dir=self.root))
                 os.replace(target, old / "x")

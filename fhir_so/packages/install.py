@@ -168,6 +168,7 @@ class _Installer:
         record["dependencies"] = rows
         try:
             write_atomic(pkg.path.parent / INSTALL_RECORD, orjson.dumps(record, option=orjson.OPT_INDENT_2))
+            (pkg.path.parent / INSTALL_RECORD).chmod(0o644)  # a shared cache: readable by the other tools
         except InputError:
             pass  # a read-only cache: the next load resolves by nearest version instead, with the same warnings
 

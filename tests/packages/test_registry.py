@@ -110,7 +110,7 @@ def test_a_registry_without_the_package_falls_back_and_the_order_is_kept(cache: 
         assert install_from_registry(cache, "ex.top#1.0.0", reg).downloaded == ["ex.top#1.0.0"]
         install_from_registry(cache, "ex.other#1.0.0", reg)
     assert not any(c.request.url.startswith(f"{NPM}/ex.other") for c in rsps.calls)  # the first registry that has it wins
-    assert json.loads((cache.package_dir("ex.other", "1.0.0") / "fhir-so-install.json").read_text())["registry"] == FHIR
+    assert json.loads((cache.package_dir("ex.other", "1.0.0") / ".fhir-so-install").read_text())["registry"] == FHIR
 
 
 @pytest.mark.parametrize("checksum", ["integrity", "shasum"])
@@ -250,6 +250,13 @@ def test_hostile_tarballs_are_refused_and_write_nothing(cache: PackageCache, rsp
     with client(NPM) as reg, pytest.raises(ProfileError, match=message):
         install_from_registry(cache, "ex.top#1.0.0", reg)
     assert added(cache) == [] and not (tmp_path / "evil").exists()
+
+
+def test_a_file_and_a_folder_of_one_name_fail_clearly(cache: PackageCache, rsps: Any) -> None:
+    publish(rsps, NPM, "ex.top", {"1.0.0": tgz("ex.top", "1.0.0", files={"package/a": b"x", "package/a/b.json": b"{}"})})
+    with client(NPM) as reg, pytest.raises(ProfileError, match="cannot unpack"):
+        install_from_registry(cache, "ex.top#1.0.0", reg)
+    assert added(cache) == []
 
 
 def test_files_outside_package_are_ignored(cache: PackageCache, rsps: Any) -> None:
