@@ -32,7 +32,7 @@ import requests
 from fhir_so.auth import Auth
 from fhir_so.client.results import FhirResponse, excerpt
 from fhir_so.client.retry import RETRY_ANY, RETRY_IDEMPOTENT, RetryPolicy, classify_failure
-from fhir_so.client.urls import redact_url, same_origin_redirect, show_url
+from fhir_so.client.urls import prepare, redact_url, same_origin_redirect, show_url
 from fhir_so.errors import (
     AuthError,
     HttpError,
@@ -294,12 +294,14 @@ class AuthChannel:
 
     def get_json(self, url: str) -> dict[str, Any]:
         headers = dict(self._transport.headers, Accept="application/json")
+        url, _ = prepare(url)
         answer = self._transport.send("GET", url, None, headers, idempotent=True, authenticate=False)
         return answer.json() or {}
 
     def post_form(self, url: str, form: Mapping[str, str]) -> dict[str, Any]:
         headers = dict(self._transport.headers, Accept="application/json")
         headers["Content-Type"] = "application/x-www-form-urlencoded"
+        url, _ = prepare(url)
         # Asking for a token twice is harmless, so a token request is retried like a GET.
         answer = self._transport.send("POST", url, urlencode(form).encode(), headers, idempotent=True, authenticate=False)
         return answer.json() or {}

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from fhir_so.auth import ASSERTION_TYPE, SmartBackendAuth
 from fhir_so.client import FhirClient, RetryPolicy
-from fhir_so.errors import AuthError, CapabilityError, InputError, UnsafeUrlError
+from fhir_so.errors import AuthError, CapabilityError, HttpError, InputError, UnsafeUrlError
 from tests.client.client_helpers import BASE, outcome
 
 TOKEN_URL = "https://auth.example.org/oauth/token"
@@ -175,3 +175,30 @@ def test_unsupported_keys_are_refused() -> None:
         SmartBackendAuth("so-app", pem(p256))
     with pytest.raises(InputError, match="not an unencrypted PEM"):
         SmartBackendAuth("so-app", b"not a key")
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    ["https://auth.example.org\\@evil.example.com/token", "https://user@auth.example.org/token", "//auth.example.org/token"],
+    ids=["backslash", "userinfo", "scheme-relative"],
+)
+def test_a_token_endpoint_two_parsers_could_read_differently_is_refused(
+    rsps: responses.RequestsMock, rsa_key: rsa.RSAPrivateKey, endpoint: str
+) -> None:
+    rsps.get(f"{BASE}/.well-known/smart-configuration", json={"token_endpoint": endpoint})
+    auth = SmartBackendAuth("so-app", pem(rsa_key))
+    with pytest.raises(UnsafeUrlError):
+        FhirClient(BASE, auth=auth, retries=RetryPolicy(attempts=1)).read("Patient", "1")
+    assert [c.request.method for c in rsps.calls] == ["GET"], "no assertion was posted"
+
+
+def test_the_private_key_and_assertion_are_scrubbed_from_echoes(rsps: responses.RequestsMock, rsa_key: rsa.RSAPrivateKey) -> None:
+    key_text = pem(rsa_key).decode()
+    line = key_text.splitlines()[3]
+    auth = SmartBackendAuth("so-app", key_text, token_url=TOKEN_URL)
+    rsps.post(TOKEN_URL, status=400, json={"error": "invalid_client", "error_description": f"bad key {line}"})
+    with pytest.raises(HttpError) as info:
+        FhirClient(BASE, auth=auth, retries=RetryPolicy(attempts=1)).read("Patient", "1")
+    assert line not in str(info.value) and "bad key ***" in str(info.value)
+    assertion = form(rsps.calls[0])["client_assertion"]
+    assert assertion in auth.secret_values()
