@@ -146,9 +146,9 @@ def transfer_command(
     request's performer for treatment, now. Records it does not permit are listed as
     withheld. The opinion never goes out this way.
     Report back (--report-back): --from is the second-opinion server, --to the first
-    physician's. Name the case on --from by --request (the ServiceRequest's id there) or
-    --case (the case id). Only the opinion moves,
-    and only with the report Consent (recipient: the requester) on both servers.
+    physician's. Only the opinion moves, and only with the report Consent (recipient: the
+    requester) on both servers. Either way, name the case on --from by --request (the
+    ServiceRequest's id there) or by --case (the case id).
 
     \b
     A refused consent exits 1 with the reason, and nothing is written. Ids are remapped
@@ -163,6 +163,7 @@ def transfer_command(
     Examples:
       fhir-so transfer --from http://127.0.0.1:8090/fhir --to http://127.0.0.1:8091/fhir --request 12 --dry-run
       fhir-so transfer --from http://127.0.0.1:8090/fhir --to http://127.0.0.1:8091/fhir --request 12 --state t.json
+      fhir-so transfer --from http://127.0.0.1:8090/fhir --to http://127.0.0.1:8091/fhir --case so-2026-uro-0417
       fhir-so transfer --from http://127.0.0.1:8091/fhir --to http://127.0.0.1:8090/fhir --request 5 --report-back
     """
     if (request_id is None) == (case_id is None):
