@@ -515,6 +515,16 @@ def _crit_data(prov: Mapping[str, Any], item: _Item, ask: _Ask, kind: str) -> Ma
     if not _list(prov.get("data")):
         return _MATCH
     if item.abstract:
+        # a step: the request itself (records related to it), another request (none of these
+        # records), or some records only
+        kinds = set()
+        for d in data:
+            target = ask.graph.find(d.get("reference"))
+            if target is not None and _node_names(target) & item.related:
+                return _MATCH
+            kinds.add(target.resource.get("resourceType") if target else _type_of_reference(_dict(d.get("reference"))))
+        if kinds == {"ServiceRequest"}:
+            return False, "covers the records of another request (provision.data)"
         return None, _PARTIAL
     for d in data:
         target = ask.graph.find(d.get("reference"))
@@ -711,7 +721,7 @@ def records_verdict(
     if isinstance(ask, str):
         return Verdict("records", False, ask)
     what = f"sending records to {ask.recipient.label}"
-    step = _rule(case.consents, _Item("DocumentReference", abstract=True), ask, what)
+    step = _rule(case.consents, _Item("DocumentReference", related=frozenset(_node_names(case.request)), abstract=True), ask, what)
     if step.decision != "permit":
         return Verdict("records", False, step.reason, where=step.where)
     moves, withheld = [], []
@@ -750,7 +760,7 @@ def report_verdict(
     what = f"sending the report back to {ask.recipient.label}"
     reports = [n for n in case.graph.nodes if n.resource.get("resourceType") == "DiagnosticReport"]
     items = [_item(case.graph, n) for n in reports] or [
-        _Item("DiagnosticReport", codes=frozenset({(term.CONSULT_NOTE.system, term.CONSULT_NOTE.code)}))
+        _Item("DiagnosticReport", codes=frozenset({(term.CONSULT_NOTE.system, term.CONSULT_NOTE.code)}), related=frozenset(_node_names(case.request)))
     ]
     for item in items:
         ruling = _rule(case.consents, item, ask, what)

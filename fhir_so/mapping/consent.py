@@ -9,7 +9,7 @@ from typing import cast
 
 from fhir_so.case import Consent, ConsentStatus, Party, Period, RecordKind
 from fhir_so.errors import InputError
-from fhir_so.mapping.common import PATIENT, RefFor, Resource, codings, identifier, party_key, reference, with_profile
+from fhir_so.mapping.common import PATIENT, SERVICE_REQUEST, RefFor, Resource, codings, identifier, party_key, reference, with_profile
 from fhir_so.mapping.graph import Graph, Node
 from fhir_so.mapping.parties import party_from_fhir
 
@@ -38,6 +38,10 @@ def consent_to_fhir(consent: Consent, purpose: Purpose, case_id: str, recipient:
         provision["class"] = [{"system": term.RESOURCE_TYPES, "code": "DiagnosticReport"}]
         provision["code"] = [term.CONSULT_NOTE.concept()]
         profile = term.SD_CONSENT_REPORT
+    # What the consent covers is this case: records related to its request (context.related),
+    # the opinion based on it. Without this, a patient's consent for one case would reach every
+    # other case with the same recipient (FHIR reads a Consent for all of the patient's data).
+    provision["data"] = [{"meaning": "related", "reference": reference(ref_for, SERVICE_REQUEST)}]
     resource: Resource = {
         "resourceType": "Consent",
         "identifier": [identifier(term.SID_CONSENT, f"{case_id}-{purpose}")],

@@ -64,7 +64,7 @@ class P:
     cls: str = "DocumentReference"  # DocumentReference | DiagnosticReport | none
     kinds: tuple[str, ...] = ()  # record kinds named in provision.code
     label: bool = False  # provision.securityLabel = restricted
-    data: str | None = None  # provision.data instance: one record id
+    data: str | None = None  # provision.data instance: one record id, or "other-request" (related: another case)
     nested: tuple[P, ...] = ()
 
 
@@ -103,7 +103,9 @@ def _applies(p: P, rid: str | None, kind: str | None) -> bool | None:
     answers: list[bool | None] = []
     answers.append(p.period in IN_PERIOD)
     answers.append(p.cls in ("DocumentReference", "none"))
-    for limited, hit in ((bool(p.kinds), kind in p.kinds), (p.label, rid in RESTRICTED), (p.data is not None, rid == p.data)):
+    if p.data == "other-request":
+        answers.append(False)  # a consent for another case of the patient covers none of this one
+    for limited, hit in ((bool(p.kinds), kind in p.kinds), (p.label, rid in RESTRICTED), (p.data not in (None, "other-request"), rid == p.data)):
         if limited:
             # for the step, a permit of some records opens it; a deny of some does not close it
             answers.append((p.type == "permit") if rid is None else hit)
@@ -199,7 +201,9 @@ def provision_json(p: P, refs: Refs) -> dict[str, Any]:
         out["code"] = [{"coding": [_coding(term.LOINC, term.RECORD_TYPES[k].code)]} for k in p.kinds]
     if p.label:
         out["securityLabel"] = [_coding(term.RESTRICTED.system, term.RESTRICTED.code)]
-    if p.data is not None:
+    if p.data == "other-request":
+        out["data"] = [{"meaning": "related", "reference": {"identifier": {"system": term.SID_CASE, "value": "another-case"}, "type": "ServiceRequest"}}]
+    elif p.data is not None:
         out["data"] = [{"meaning": "instance", "reference": refs.records[p.data]}]
     if p.nested:
         out["provision"] = [provision_json(child, refs) for child in p.nested]
@@ -267,6 +271,8 @@ NAMED: list[Scenario] = [
     Scenario("permit-only-imaging-and-lab", (C(replace(permit, kinds=("imaging", "lab-report"))),)),
     Scenario("record-with-a-snomed-coding", (C(permit),), (("tumor-markers", ((term.SNOMED, "4241000179101"),)),)),
     Scenario("research-scope-consent-ignored", (C(permit), C(deny, scope="research", linked=False))),
+    Scenario("permit-for-another-request-of-the-patient", (C(replace(permit, data="other-request"), linked=False),)),
+    Scenario("deny-for-another-request-of-the-patient", (C(permit), C(replace(deny, data="other-request"), linked=False))),
 ]
 
 STATUSES = ("active", "inactive", "draft")

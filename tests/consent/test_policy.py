@@ -103,6 +103,8 @@ EXPECTED: dict[str, frozenset[str] | None] = {
     "permit-only-imaging-and-lab": frozenset({"tumor-markers", "us-scrotum"}),
     "record-with-a-snomed-coding": EVERY - {"tumor-markers"},
     "research-scope-consent-ignored": EVERY,
+    "permit-for-another-request-of-the-patient": None,
+    "deny-for-another-request-of-the-patient": EVERY,
 }
 
 

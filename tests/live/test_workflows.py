@@ -43,9 +43,13 @@ def clock() -> dt.datetime:
 
 
 def unique(case: Case, tag: str) -> Case:
-    """The case under an id no other test or run uses (earlier opinions follow along)."""
+    """The case under an id no other test or run uses (earlier opinions follow along), for a patient
+    of this run: the consent policy reads every Consent of the patient, so another run's consents
+    for the same patient (on servers kept between runs) must not take part."""
     earlier = [e.model_copy(update={"case_id": f"{e.case_id}-{RUN}"}) for e in case.earlier_opinions]
-    return case.model_copy(update={"case_id": f"{case.case_id}-{tag}-{RUN}"[:64], "earlier_opinions": earlier})
+    ident = case.patient.identifier
+    patient = case.patient.model_copy(update={"identifier": ident.model_copy(update={"value": f"{ident.value}-{RUN}"})})
+    return case.model_copy(update={"case_id": f"{case.case_id}-{tag}-{RUN}"[:64], "earlier_opinions": earlier, "patient": patient})
 
 
 @pytest.fixture

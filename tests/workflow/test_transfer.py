@@ -346,3 +346,16 @@ def test_a_damaged_state_file_is_bad_input(world: World, tmp_path: Path) -> None
     state.write_text(json.dumps(saved))
     with pytest.raises(InputError, match="damaged"):
         transfer(world.src, world.dst, world.request_id, state=state, clock=clock)
+
+
+def test_an_unlinked_deny_on_the_source_refuses_the_transfer(first_case: Case) -> None:
+    """The policy reads every privacy Consent of the patient on the source, not only those the request links."""
+    w = make_world(first_case)
+    subject = w.src.read("ServiceRequest", w.request_id)["subject"]
+    deny = {"resourceType": "Consent", "status": "active", "scope": {"coding": [{"system": term.CONSENT_SCOPE, "code": "patient-privacy"}]},
+            "patient": subject, "dateTime": "2026-10-20T00:00:00Z", "provision": {"type": "deny"}}
+    w.src.transaction({"resourceType": "Bundle", "type": "transaction", "entry": [{"fullUrl": "urn:uuid:9b1f3c2e-0000-4000-8000-000000000001", "resource": deny, "request": {"method": "POST", "url": "Consent"}}]})
+    with pytest.raises(ConsentError, match="denies"):
+        transfer(w.src, w.dst, w.request_id, clock=clock)
+    assert w.expert.count("ServiceRequest") == 0 and w.expert.count("DocumentReference") == 0
+    assert any(method == "GET" and "/Consent?" in url for method, url in w.clinic.requests)
