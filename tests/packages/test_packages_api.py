@@ -42,3 +42,36 @@ def test_no_module_uses_a_private_name_of_another() -> None:
 def test_the_guard_catches_a_planted_violation() -> None:
     planted = ast.parse("from fhir_so.packages.model import _str_or_none\ndef f(pkg):\n    return pkg._reader('x')\n")
     assert private_imports(planted) == ["fhir_so.packages.model._str_or_none", "pkg._reader"]
+
+
+# The rooms of fhir_so.packages in order: each imports only rooms before it (no import circle).
+ROOMS = ["versions", "model", "schema", "folder", "archive", "definitions", "seed", "registry", "cache", "install"]
+
+
+def room_imports(tree: ast.AST) -> set[str]:
+    """The rooms of fhir_so.packages a module imports, whatever the form of the import."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level == 1:  # from .x import y / from . import x
+                found |= {module.split(".")[0]} if module else {a.name for a in node.names}
+            elif module.startswith("fhir_so.packages."):
+                found.add(module.split(".")[2])
+            elif module == "fhir_so.packages":
+                found |= {a.name for a in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {a.name.split(".")[2] for a in node.names if a.name.startswith("fhir_so.packages.")}
+    return found & set(ROOMS)
+
+
+def test_every_room_is_declared_and_imports_only_earlier_rooms() -> None:
+    assert sorted(p.stem for p in ROOT.glob("*.py") if p.stem != "__init__") == sorted(ROOMS)
+    for room in ROOMS:
+        used = room_imports(ast.parse((ROOT / f"{room}.py").read_text(encoding="utf-8")))
+        later = {u for u in used if ROOMS.index(u) >= ROOMS.index(room)}
+        assert not later, f"fhir_so.packages.{room} imports {sorted(later)}, which come after it"
+
+
+def test_the_room_guard_catches_planted_imports() -> None:
+    assert room_imports(ast.parse("from fhir_so.packages.cache import PackageCache\nfrom .install import x\nimport fhir_so.packages.seed")) == {"cache", "install", "seed"}

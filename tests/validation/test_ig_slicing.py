@@ -103,9 +103,8 @@ def two_slices(definitions: Any) -> Validator:
         # the HL7 validator cannot decide LOINC membership offline, so a LOINC code fits both (even one listed in one)
         ({"coding": [{"system": LOINC, "code": "29463-7"}]}, True),
         ({"coding": [{"system": LOINC, "code": "11778-8"}]}, True),
-        ({"text": "Blood typing"}, True),
     ],
-    ids=["fits-edd", "fits-outcome", "fits-none", "loinc-unknown-offline", "loinc-listed", "text-only"],
+    ids=["fits-edd", "fits-outcome", "fits-none", "loinc-unknown-offline", "loinc-listed"],
 )
 def test_an_item_that_surely_fits_two_slices_is_an_error(two_slices: Validator, code: dict[str, Any], multiple: bool) -> None:
     found = errors(two_slices.iter_issues(_bundle(_obs(code=code))))
