@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -57,7 +57,6 @@ __all__ = [
     "Verdict",
     "Withheld",
     "item_kind",
-    "iter_consents",
     "period_contains",
     "period_end",
     "records_verdict",
@@ -654,7 +653,7 @@ def _graph(bundle: Mapping[str, Any], consents: Iterable[Mapping[str, Any]], sou
     for resource in consents:
         if not isinstance(resource, dict):
             continue
-        node = Node(dict(resource), f"{source}Consent/{resource.get('id')}", None)
+        node = Node(dict(resource), f"{source}{resource.get('resourceType')}/{resource.get('id')}", None)
         if not _node_names(node) & seen:
             nodes.append(node)
             seen |= _node_names(node)
@@ -710,8 +709,8 @@ def records_verdict(
 ) -> Verdict:
     """May the records of the bundle's request go to its performer at ``now``, and which of them.
 
-    ``consents`` are more Consents of the patient (found on the server by patient); those the
-    bundle holds count too. The step itself needs a permit for DocumentReference; each
+    ``consents`` are more Consents of the patient (found on the server by patient), with any
+    resources they point to (the actors they name); the Consents the bundle holds count too. The step itself needs a permit for DocumentReference; each
     record then moves only when the Consents permit that record.
     """
     case = _case(bundle, consents, source)
@@ -767,10 +766,3 @@ def report_verdict(
         if ruling.decision != "permit":
             return Verdict("report", False, ruling.reason, where=ruling.where)
     return Verdict("report", True, f"{ruling.consent} permits sending the report back to {ask.recipient.label} for treatment (provision.type permit at {ruling.rel})", where=ruling.where)
-
-
-def iter_consents(bundle: Mapping[str, Any]) -> Iterator[Resource]:
-    """The Consents a bundle holds (for callers that add the server's own)."""
-    for entry in _list(bundle.get("entry")):
-        if isinstance(entry, dict) and _dict(entry.get("resource")).get("resourceType") == "Consent":
-            yield entry["resource"]
