@@ -73,6 +73,7 @@ Decision = Literal["permit", "deny", "silent", "unreadable"]
 Match = tuple[bool | None, str]
 
 _MATCH: Match = (True, "")
+_MAX_DEPTH = 32  # nested provisions deeper than this are not a consent a person wrote
 _PARTIAL = "partial"  # a step-level question: this criterion limits which items, not whether any
 _DATE = re.compile(r"(\d{4})(-(\d{2})(-(\d{2}))?)?")
 _SECONDS = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
@@ -566,6 +567,8 @@ def _applies(prov: Mapping[str, Any], kind: str, item: _Item, ask: _Ask) -> Matc
 def _walk(prov: Any, base: str, rel: str, item: _Item, ask: _Ask, name: str) -> Ruling:
     """The ruling of one provision and its subtree on one item (its parent applies)."""
     where = f"{base}.{rel}"
+    if rel.count(".provision[") > _MAX_DEPTH:
+        return Ruling("unreadable", f"{name} nests provisions more than {_MAX_DEPTH} deep at {where}: refused to be safe", where)
     if not isinstance(prov, dict):
         return Ruling("unreadable", f"{name} cannot be read: {where} is not a provision", where)
     kind = prov.get("type")
