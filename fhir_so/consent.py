@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -57,7 +57,6 @@ __all__ = [
     "Verdict",
     "Withheld",
     "item_kind",
-    "iter_consents",
     "period_contains",
     "period_end",
     "records_verdict",
@@ -74,6 +73,7 @@ Decision = Literal["permit", "deny", "silent", "unreadable"]
 Match = tuple[bool | None, str]
 
 _MATCH: Match = (True, "")
+_MAX_DEPTH = 32  # nested provisions deeper than this are not a consent a person wrote
 _PARTIAL = "partial"  # a step-level question: this criterion limits which items, not whether any
 _DATE = re.compile(r"(\d{4})(-(\d{2})(-(\d{2}))?)?")
 _SECONDS = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
@@ -567,6 +567,8 @@ def _applies(prov: Mapping[str, Any], kind: str, item: _Item, ask: _Ask) -> Matc
 def _walk(prov: Any, base: str, rel: str, item: _Item, ask: _Ask, name: str) -> Ruling:
     """The ruling of one provision and its subtree on one item (its parent applies)."""
     where = f"{base}.{rel}"
+    if rel.count(".provision[") > _MAX_DEPTH:
+        return Ruling("unreadable", f"{name} nests provisions more than {_MAX_DEPTH} deep at {where}: refused to be safe", where)
     if not isinstance(prov, dict):
         return Ruling("unreadable", f"{name} cannot be read: {where} is not a provision", where)
     kind = prov.get("type")
@@ -654,7 +656,7 @@ def _graph(bundle: Mapping[str, Any], consents: Iterable[Mapping[str, Any]], sou
     for resource in consents:
         if not isinstance(resource, dict):
             continue
-        node = Node(dict(resource), f"{source}Consent/{resource.get('id')}", None)
+        node = Node(dict(resource), f"{source}{resource.get('resourceType')}/{resource.get('id')}", None)
         if not _node_names(node) & seen:
             nodes.append(node)
             seen |= _node_names(node)
@@ -710,8 +712,8 @@ def records_verdict(
 ) -> Verdict:
     """May the records of the bundle's request go to its performer at ``now``, and which of them.
 
-    ``consents`` are more Consents of the patient (found on the server by patient); those the
-    bundle holds count too. The step itself needs a permit for DocumentReference; each
+    ``consents`` are more Consents of the patient (found on the server by patient), with any
+    resources they point to (the actors they name); the Consents the bundle holds count too. The step itself needs a permit for DocumentReference; each
     record then moves only when the Consents permit that record.
     """
     case = _case(bundle, consents, source)
@@ -767,10 +769,3 @@ def report_verdict(
         if ruling.decision != "permit":
             return Verdict("report", False, ruling.reason, where=ruling.where)
     return Verdict("report", True, f"{ruling.consent} permits sending the report back to {ask.recipient.label} for treatment (provision.type permit at {ruling.rel})", where=ruling.where)
-
-
-def iter_consents(bundle: Mapping[str, Any]) -> Iterator[Resource]:
-    """The Consents a bundle holds (for callers that add the server's own)."""
-    for entry in _list(bundle.get("entry")):
-        if isinstance(entry, dict) and _dict(entry.get("resource")).get("resourceType") == "Consent":
-            yield entry["resource"]

@@ -190,12 +190,13 @@ def _case_id(bundle: Mapping[str, Any]) -> str:
 
 
 def patient_consents(client: FhirClient, bundle: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Every privacy Consent the server holds for the request's patient, linked from the request or not."""
+    """Every privacy Consent the server holds for the request's patient, linked from the request or
+    not, with the actors they name (so the policy compares recipients by identifier, not by guess)."""
     subject = ((request_of(bundle) or {}).get("subject") or {}).get("reference")
     if not isinstance(subject, str):
         return []
     search = client.search("Consent", patient=subject, scope=f"{term.CONSENT_SCOPE}|{term.CONSENT_SCOPE_PRIVACY.code}")
-    return [dict(e.resource) for e in search.entries() if e.mode == "match"]
+    return [dict(e.resource) for e in search.include("Consent:actor").entries() if e.mode in ("match", "include")]
 
 
 def _case_view(bundle: Mapping[str, Any], record_ids: set[str], case_id: str) -> dict[str, Any]:

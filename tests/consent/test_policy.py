@@ -205,3 +205,14 @@ def test_report_back_reads_the_same_rules() -> None:
     next(e["resource"] for e in research["entry"] if e["resource"]["resourceType"] == "Consent")["provision"]["purpose"] = [
         {"system": term.V3_ACT_REASON, "code": "HRESCH"}]
     assert not report_verdict(research, NOW).allowed
+
+
+def test_provisions_nested_too_deep_are_refused_not_a_traceback() -> None:
+    bundle, unlinked = setup(NAMED[0])
+    consent = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Consent" and e["fullUrl"].startswith("urn:uuid:00000000"))
+    inner = consent["provision"]
+    for _ in range(5000):
+        inner["provision"] = [{"type": "permit"}]
+        inner = inner["provision"][0]
+    verdict = records_verdict(bundle, NOW, consents=unlinked)
+    assert not verdict.allowed and "deep" in verdict.reason

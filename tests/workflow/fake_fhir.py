@@ -61,6 +61,7 @@ REFERENCE_PARAMS: dict[tuple[str, str], Callable[[Resource], list[Any]]] = {
     ("DiagnosticReport", "performer"): lambda r: _refs(r.get("performer")),
     ("DiagnosticReport", "subject"): lambda r: _refs(r.get("subject")),
     ("Consent", "patient"): lambda r: _refs(r.get("patient")),
+    ("Consent", "actor"): lambda r: [a.get("reference") for a in (r.get("provision") or {}).get("actor") or []],
 }
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fhir_so.case import Consent, Identifier, Party, Period, load_case
+from fhir_so.case import Identifier, Party, Period, load_case
 from fhir_so.errors import ConsentError
 from fhir_so.workflow.consent import check_records_consent, check_report_consent, require
 

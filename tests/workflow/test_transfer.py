@@ -359,3 +359,20 @@ def test_an_unlinked_deny_on_the_source_refuses_the_transfer(first_case: Case) -
         transfer(w.src, w.dst, w.request_id, clock=clock)
     assert w.expert.count("ServiceRequest") == 0 and w.expert.count("DocumentReference") == 0
     assert any(method == "GET" and "/Consent?" in url for method, url in w.clinic.requests)
+
+
+def test_an_unlinked_deny_for_another_physician_on_the_source_does_not_refuse(first_case: Case) -> None:
+    """The deny names a Practitioner the case does not hold: it is fetched with the Consent (_include) and compared."""
+    w = make_world(first_case)
+    subject = w.src.read("ServiceRequest", w.request_id)["subject"]
+    other = {"resourceType": "Practitioner", "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": "1111111111"}]}
+    role = {"coding": [{"system": term.V3_PARTICIPATION_TYPE, "code": "IRCP"}]}
+    deny = {"resourceType": "Consent", "status": "active", "scope": {"coding": [{"system": term.CONSENT_SCOPE, "code": "patient-privacy"}]},
+            "patient": subject, "dateTime": "2026-10-20T00:00:00Z",
+            "provision": {"type": "deny", "actor": [{"role": role, "reference": {"reference": "urn:uuid:9b1f3c2e-0000-4000-8000-000000000002"}}]}}
+    w.src.transaction({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:9b1f3c2e-0000-4000-8000-000000000002", "resource": other, "request": {"method": "POST", "url": "Practitioner"}},
+        {"fullUrl": "urn:uuid:9b1f3c2e-0000-4000-8000-000000000003", "resource": deny, "request": {"method": "POST", "url": "Consent"}},
+    ]})
+    result = transfer(w.src, w.dst, w.request_id, clock=clock)
+    assert result.plan.verdicts[0].allowed and len(result.plan.moves) > 3
