@@ -43,7 +43,7 @@ from fhir_so.errors import (
     outcome_lines,
 )
 
-__all__ = ["MAX_REDIRECTS", "AuthChannel", "Transport"]
+__all__ = ["AuthChannel", "MAX_REDIRECTS", "Transport"]
 
 MAX_REDIRECTS = 5
 _DETAIL = 300
