@@ -144,6 +144,16 @@ def test_a_slow_body_times_out(auth: str, foreign: FakeServer, figures: HostileS
     assert check_foreign(figures, "slow", foreign) == []
 
 
+@pytest.mark.parametrize("auth", sorted(AUTHS))
+def test_a_huge_body_is_cut_off_at_the_limit(auth: str, foreign: FakeServer, figures: HostileSummary) -> None:
+    with FakeServer("huge", foreign=foreign) as hostile, client_for(hostile, auth) as client:
+        client._transport.max_body = 1 << 20
+        with pytest.raises(ServerError, match="over the limit of 1048576 bytes"):
+            client.read("Patient", "1")
+        assert len(hostile.received) == 1, "not retried: the answer will not shrink"
+    assert check_foreign(figures, "huge", foreign) == []
+
+
 @pytest.mark.parametrize("mode", ["backslash-next", "redirect-302", "echo-2xx", "echo-error"])
 def test_the_cli_ends_with_one_clear_line_and_exit_3(mode: str, foreign: FakeServer, figures: HostileSummary) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FHIR_SO_")}
