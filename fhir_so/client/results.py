@@ -84,11 +84,18 @@ class FhirResponse:
         return data
 
 
+def _short(text: str, limit: int = 64) -> str:
+    """A value the server chose, fit for a message: one line, a few dozen characters."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def expect_bundle(answer: FhirResponse, expected_type: str) -> dict[str, Any]:
     """The answer's Bundle, or ServerError when it is not a Bundle of that type."""
     bundle = answer.resource()
     if bundle.get("resourceType") != "Bundle" or bundle.get("type") != expected_type:
-        got = str(bundle.get("resourceType")) + (f" of type {bundle.get('type')}" if bundle.get("type") else "")
+        got = _short(str(bundle.get("resourceType"))) + (f" of type {_short(str(bundle.get('type')))}" if bundle.get("type") else "")
+        got = answer.scrub(got)
         raise ServerError(f"{answer.method} {answer.url}: expected a {expected_type} Bundle, got {got}")
     return bundle
 
