@@ -187,7 +187,7 @@ class EntryResponse:
         location, etag, outcome = response.get("location"), response.get("etag"), response.get("outcome")
         return cls(
             status=int(head) if head.isdigit() else 0,
-            status_text=text,
+            status_text=_short(text, 80),
             location=location if isinstance(location, str) else None,
             etag=etag if isinstance(etag, str) and etag else None,
             outcome=outcome if isinstance(outcome, dict) else None,
