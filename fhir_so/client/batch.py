@@ -86,7 +86,8 @@ def batch_fallback(
 def _entry_failed(
     base_url: str, index: int, entry: Mapping[str, Any], response: EntryResponse, applied: int
 ) -> HttpError:
-    detail = "; ".join(outcome_lines(response.outcome)) or response.status_text or "no status"
+    detail = " ".join("; ".join(outcome_lines(response.outcome)).split()) or response.status_text or "no status"
+    detail = detail if len(detail) <= 300 else detail[:299] + "…"
     what = (entry.get("resource") or {}).get("resourceType", "entry")
     return HttpError(
         f"POST {base_url} (batch fallback, not atomic): entry {index} ({what}) "

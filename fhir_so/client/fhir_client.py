@@ -115,7 +115,7 @@ class FhirClient:
             answer = self.request("GET", "metadata").resource()
             if answer.get("resourceType") != "CapabilityStatement":
                 raise ServerError(
-                    f"GET {self.base_url}/metadata: expected a CapabilityStatement, got {answer['resourceType']}"
+                    f"GET {self.base_url}/metadata: expected a CapabilityStatement, got {str(answer['resourceType'])[:64]}"
                 )
             self._capabilities = answer
         return self._capabilities

@@ -84,11 +84,18 @@ class FhirResponse:
         return data
 
 
+def _short(text: str, limit: int = 64) -> str:
+    """A value the server chose, fit for a message: one line, a few dozen characters."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def expect_bundle(answer: FhirResponse, expected_type: str) -> dict[str, Any]:
     """The answer's Bundle, or ServerError when it is not a Bundle of that type."""
     bundle = answer.resource()
     if bundle.get("resourceType") != "Bundle" or bundle.get("type") != expected_type:
-        got = str(bundle.get("resourceType")) + (f" of type {bundle.get('type')}" if bundle.get("type") else "")
+        got = _short(str(bundle.get("resourceType"))) + (f" of type {_short(str(bundle.get('type')))}" if bundle.get("type") else "")
+        got = answer.scrub(got)
         raise ServerError(f"{answer.method} {answer.url}: expected a {expected_type} Bundle, got {got}")
     return bundle
 
@@ -180,7 +187,7 @@ class EntryResponse:
         location, etag, outcome = response.get("location"), response.get("etag"), response.get("outcome")
         return cls(
             status=int(head) if head.isdigit() else 0,
-            status_text=text,
+            status_text=_short(text, 80),
             location=location if isinstance(location, str) else None,
             etag=etag if isinstance(etag, str) and etag else None,
             outcome=outcome if isinstance(outcome, dict) else None,

@@ -10,6 +10,9 @@ redirects, each one to the same origin as the URL asked for (another origin is a
 :class:`UnsafeUrlError`); any other method is never redirected (a 307 or 308 would resend
 the Bundle of patient data): its 3xx is an :class:`HttpError`.
 
+Bodies are read as a stream and refused past :data:`MAX_BODY` bytes (a server cannot make
+the client buffer without end); the read timeout applies to each read of the socket.
+
 Secrets: whatever the configured credentials are (a token, a password, a SMART key and its
 assertion), the server's echo of them is blanked in every body read (a 2xx body for secrets
 of 8 characters or more, so short strings in clinical data are left alone; an error body for
@@ -38,14 +41,17 @@ from fhir_so.errors import (
     HttpError,
     NotFoundError,
     PreconditionFailed,
+    ServerError,
     TransportError,
     UnsafeUrlError,
     outcome_lines,
 )
 
-__all__ = ["AuthChannel", "MAX_REDIRECTS", "Transport"]
+__all__ = ["AuthChannel", "MAX_BODY", "MAX_REDIRECTS", "Transport"]
 
 MAX_REDIRECTS = 5
+# No FHIR answer fhir-so reads is near this; a server sending more is refused, not buffered.
+MAX_BODY = 512 * 1024 * 1024
 _DETAIL = 300
 _REDIRECTS = frozenset(
     {
@@ -111,6 +117,7 @@ class Transport:
         self.session = session or requests.Session()
         self.headers = dict(headers)
         self.auth_channel = AuthChannel(self)
+        self.max_body = MAX_BODY
 
     def close(self) -> None:
         """Close the session's connections (only when this transport created the session)."""
@@ -150,7 +157,12 @@ class Transport:
                     verify=self.verify,
                     auth=_no_auth,
                     allow_redirects=False,
+                    stream=True,
                 )
+                redirect = 300 <= response.status_code < 400 and response.status_code != HTTPStatus.NOT_MODIFIED
+                # A redirect's body is never read; any other body is read here, where a
+                # connection dropped mid-body is a transport failure like any other.
+                content = b"" if redirect else self._read_body(method, url, response)
             except requests.RequestException as exc:
                 kind, sent = classify_failure(exc)
                 if (idempotent or not sent) and attempt < policy.attempts and kind != "TLS failed":
@@ -169,14 +181,14 @@ class Transport:
                     "%s %s -> %d in %.1f ms",
                     method, show_url(url), status, (time.perf_counter() - started) * 1000,
                 )
-            if status in _REDIRECTS or (300 <= status < 400 and status != HTTPStatus.NOT_MODIFIED):
+            if redirect:
                 url = self._redirect(method, url, response, redirects)
                 redirects += 1
                 attempt -= 1
                 response.close()
                 continue
             if status < 400:
-                content = self._scrub_body(response.content, _MIN_DATA_SECRET)
+                content = self._scrub_body(content, _MIN_DATA_SECRET)
                 return FhirResponse(method, redact_url(url), status, response.headers, content, self.scrub)
             if status in (RETRY_IDEMPOTENT if idempotent else RETRY_ANY) and attempt < policy.attempts:
                 wait = policy.delay(attempt, response.headers.get("Retry-After"))
@@ -198,7 +210,7 @@ class Transport:
                 reauthenticated = True
                 attempt -= 1
                 continue
-            raise self._http_error(method, url, response)
+            raise self._http_error(method, url, response, content)
 
     def _redirect(self, method: str, url: str, response: requests.Response, redirects: int) -> str:
         """Where a redirect leads, when it may be followed; otherwise the error that ends the request."""
@@ -224,7 +236,29 @@ class Transport:
         except UnsafeUrlError as exc:
             raise UnsafeUrlError(f"{shown}: the server answered {status}: {self.scrub(str(exc))}") from None
 
-    def _http_error(self, method: str, url: str, response: requests.Response) -> HttpError:
+    def _read_body(self, method: str, url: str, response: requests.Response) -> bytes:
+        """The whole body, refused past :attr:`max_body` bytes (a hostile server cannot exhaust memory)."""
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > self.max_body:
+            response.close()
+            raise ServerError(f"{method} {show_url(url)}: the answer is {int(declared)} bytes, over the limit of {self.max_body}")
+        if response.raw is None:
+            # An adapter that built its answer in memory (a test double, a cache): nothing to stream.
+            data = response.content or b""
+            if len(data) > self.max_body:
+                raise ServerError(f"{method} {show_url(url)}: the answer is over the limit of {self.max_body} bytes")
+            return data
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_content(1 << 16):
+            size += len(chunk)
+            if size > self.max_body:
+                response.close()
+                raise ServerError(f"{method} {show_url(url)}: the answer is over the limit of {self.max_body} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _http_error(self, method: str, url: str, response: requests.Response, content: bytes) -> HttpError:
         status = response.status_code
         try:
             phrase = HTTPStatus(status).phrase
@@ -232,7 +266,7 @@ class Transport:
             phrase = (response.reason or "")[:80]
         outcome = None
         detail = ""
-        content = self._scrub_body(response.content[: 1 << 20], 1)
+        content = self._scrub_body(content[: 1 << 20], 1)
         try:
             data = orjson.loads(content) if content.strip() else None
         except orjson.JSONDecodeError:

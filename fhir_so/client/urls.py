@@ -44,7 +44,7 @@ _ID_RE = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _ABSOLUTE_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
 # Characters two URL readers may take differently, or that no server should put in a link.
 _AMBIGUOUS_RE = re.compile(r"[\\\x00-\x20\x7f]")
-_SHOWN = 200
+_SHOWN = 160
 SECRET_PARAMS = frozenset(
     {"access_token", "token", "password", "client_secret", "client_assertion", "code", "key", "api_key", "apikey"}
 )
@@ -156,13 +156,13 @@ def same_origin_redirect(current: str, location: str) -> str:
     here = prepare(current)[1]
     if where != here:
         raise UnsafeUrlError(
-            f"refusing the redirect from {show_url(current)} to {show_url(target)}: it leaves the origin {here}"
+            f"refusing the redirect to {show_url(target)}: it leaves the origin {here}"
         )
     return target
 
 
 def show_url(url: str) -> str:
-    """A URL fit for a message: credentials redacted, at most a couple of hundred characters."""
+    """A URL fit for a message: credentials redacted, at most 160 characters."""
     shown = redact_url(url)
     return shown if len(shown) <= _SHOWN else shown[: _SHOWN - 1] + "…"
 

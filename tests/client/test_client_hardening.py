@@ -131,3 +131,12 @@ def test_per_request_headers_are_checked(headers: dict[str, str]) -> None:
 def test_a_base_url_two_parsers_could_read_differently_is_refused(url: str) -> None:
     with pytest.raises(InputError):
         FhirClient(url)
+
+
+def test_an_answer_over_the_body_limit_is_refused_not_buffered(rsps: responses.RequestsMock) -> None:
+    client = _client()
+    client._transport.max_body = 1000
+    rsps.get(f"{BASE}/Patient/1", body=b"x" * 5000, headers={"Content-Length": "5000"})
+    with pytest.raises(ServerError, match="over the limit of 1000"):
+        client.read("Patient", "1")
+    # An answer without Content-Length is cut off as it streams: tests/hostile, mode "huge".

@@ -13,7 +13,8 @@ pages linking to each other), ``redirect-302`` / ``redirect-307`` (every request
 included, redirected to the foreign origin; /metadata answers normally), ``echo-2xx`` (a
 200 text body echoing the request's headers), ``echo-error`` (a 401 HTML page and a 500
 OperationOutcome echoing them), ``truncated`` (a body cut short of its Content-Length),
-``slow`` (a body trickled out slower than the client's read timeout), ``record`` (answers a
+``slow`` (a body trickled out slower than the client's read timeout), ``huge`` (a chunked
+body with no Content-Length, far longer than the client accepts; at most 8 MiB), ``record`` (answers a
 plausible FHIR JSON to everything). Loopback only; every request loop is bounded by the
 client under test, and the server stops with its context.
 """
@@ -39,6 +40,7 @@ MODES = (
     "echo-error",
     "truncated",
     "slow",
+    "huge",
     "record",
 )
 
@@ -217,6 +219,20 @@ class FakeServer:
                 time.sleep(0.5)
         except OSError:
             pass  # the client gave up, as it should
+        h.close_connection = True
+
+    def _huge(self, h: BaseHTTPRequestHandler, path: str, body: bytes) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", "application/fhir+json")
+        h.send_header("Transfer-Encoding", "chunked")
+        h.end_headers()
+        chunk = b"[" * 65536
+        try:
+            for _ in range(128):  # bounded: 8 MiB at most
+                h.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            h.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            pass  # the client stopped reading, as it should
         h.close_connection = True
 
     def _record(self, h: BaseHTTPRequestHandler, path: str, body: bytes) -> None:

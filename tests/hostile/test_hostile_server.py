@@ -4,8 +4,12 @@ reaches the foreign origin (counted by a second fake that records what it receiv
 from __future__ import annotations
 
 import base64
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +19,7 @@ from fhir_so.errors import AuthError, HttpError, ServerError, TransportError, Un
 from tests.hostile.fake_server import FakeServer, Received
 from tests.hostile.hostile_summary import HostileSummary, summary
 
+ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "tok-HOSTILE-5f1c2a9e7b"
 USER, PASSWORD = "clinic", "pw-HOSTILE-83b1d0"
 BASIC = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
@@ -137,3 +142,28 @@ def test_a_slow_body_times_out(auth: str, foreign: FakeServer, figures: HostileS
         assert time.monotonic() - started < 5, "a slow body does not hold the client for long"
         assert len(hostile.received) == 2
     assert check_foreign(figures, "slow", foreign) == []
+
+
+@pytest.mark.parametrize("auth", sorted(AUTHS))
+def test_a_huge_body_is_cut_off_at_the_limit(auth: str, foreign: FakeServer, figures: HostileSummary) -> None:
+    with FakeServer("huge", foreign=foreign) as hostile, client_for(hostile, auth) as client:
+        client._transport.max_body = 1 << 20
+        with pytest.raises(ServerError, match="over the limit of 1048576 bytes"):
+            client.read("Patient", "1")
+        assert len(hostile.received) == 1, "not retried: the answer will not shrink"
+    assert check_foreign(figures, "huge", foreign) == []
+
+
+@pytest.mark.parametrize("mode", ["backslash-next", "redirect-302", "echo-2xx", "echo-error"])
+def test_the_cli_ends_with_one_clear_line_and_exit_3(mode: str, foreign: FakeServer, figures: HostileSummary) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FHIR_SO_")}
+    env.update(FHIR_SO_TOKEN=TOKEN, PYTHONPATH=str(ROOT))
+    with FakeServer(mode, foreign=foreign) as hostile:
+        done = subprocess.run(
+            [sys.executable, "-c", "from fhir_so.cli import main; main()", "pull", "--server", hostile.base, "--case", "c-1"],
+            env=env, capture_output=True, text=True, timeout=120,
+        )
+    assert done.returncode == 3, done.stderr
+    assert "Traceback" not in done.stderr and leaked(done.stderr + done.stdout) == []
+    assert len(done.stderr.strip().splitlines()) == 1 and len(done.stderr) < 600, done.stderr
+    assert check_foreign(figures, mode, foreign) == []
