@@ -17,9 +17,7 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -31,6 +29,9 @@ import requests
 
 from fhir_so.errors import LocalServerError, ToolMissingError
 from fhir_so.jsonio import write_atomic
+from fhir_so.processes import cmdline as _cmdline
+from fhir_so.processes import pid_alive as _pid_alive
+from fhir_so.processes import port_in_use
 
 __all__ = [
     "DEFAULT_HEAP",
@@ -177,13 +178,6 @@ def jar_is_stale(jar: Path, source_dir: Path) -> bool:
     return any(p.stat().st_mtime > built for p in sources if p.exists())
 
 
-def port_in_use(host: str, port: int) -> bool:
-    """True when something accepts connections on host:port."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((host, port)) == 0
-
-
 def _tail(path: Path, lines: int = 25) -> str:
     """The last lines of a log file, for error messages."""
     try:
@@ -191,37 +185,6 @@ def _tail(path: Path, lines: int = 25) -> str:
     except OSError:
         return "(no log)"
     return "\n".join(text.rstrip().splitlines()[-lines:])
-
-
-def _process_state(pid: int) -> str | None:
-    """The kernel's one-letter state of a process (Linux), None when the process does not exist."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return None
-    except OSError:
-        return "?"
-    return stat.rsplit(")", 1)[1].split()[0]
-
-
-def _pid_alive(pid: int) -> bool:
-    """True when the process exists and is not a zombie."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return _process_state(pid) not in (None, "Z") if sys.platform.startswith("linux") else True
-
-
-def _cmdline(pid: int) -> list[str] | None:
-    """The process's arguments (Linux), None where they cannot be read."""
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return None
-    return raw.decode(errors="replace").split("\0")
 
 
 def find_port_owner(port: int) -> tuple[int, Path] | None:
