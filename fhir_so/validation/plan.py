@@ -110,6 +110,10 @@ class Plan:
     kind: str
     is_constraint: bool
     by_id: dict[str, Node]
+    #: where an extension may be used: (context type, expression) pairs of the StructureDefinition
+    contexts: tuple[tuple[str, str], ...] = ()
+    #: an extension that changes the meaning of its element (belongs in modifierExtension)
+    is_modifier: bool = False
 
 
 def _type_code(t: dict[str, Any]) -> str:
@@ -272,7 +276,13 @@ def compile_plan(sd: dict[str, Any], elements: list[dict[str, Any]]) -> Plan:
                 if child.name.endswith("[x]"):
                     spelled = next((t for t in child.types if t[:1].upper() + t[1:] == code), code)
                     node.children[key] = (child, spelled)
-    return Plan(url, sd_type, root, str(sd.get("kind") or ""), is_constraint, by_id)
+    contexts = tuple(
+        (str(c.get("type") or ""), str(c.get("expression") or ""))
+        for c in sd.get("context") or []
+        if isinstance(c, dict)
+    )
+    is_modifier = sd_type == "Extension" and elements[0].get("isModifier") is True
+    return Plan(url, sd_type, root, str(sd.get("kind") or ""), is_constraint, by_id, contexts, is_modifier)
 
 
 class PlanRegistry:

@@ -36,6 +36,7 @@ from fhir_so.validation.slicing import SliceMatcher, matches_pattern
 _TAGS = re.compile(r"<[^>]*>")
 _REF_TYPE = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/[A-Za-z0-9\-.]{1,64}(?:/_history/[A-Za-z0-9\-.]{1,64})?$")
 _RESOURCE_TYPES = frozenset({"Resource", "DomainResource"})
+_HL7_EXTENSION_BASES = ("http://hl7.org/fhir/",)
 # data types whose verdict depends on the value and the element only (values holding a reference excepted)
 _MEMO_TYPES = frozenset({"Coding", "CodeableConcept", "Identifier", "Quantity", "Period", "HumanName", "ContactPoint", "Address", "Meta", "Annotation"})
 _MEMO_LIMIT = 100_000
@@ -86,6 +87,10 @@ class _Ctx:
     #: invariants to evaluate once the resource is walked: (constraints, stripped value, type path, location)
     pending: list[tuple[Any, Any, str, str]] = field(default_factory=list)
     stripped: bool = False
+    #: where the extensions being walked sit: (element path, type code, url of a parent extension)
+    ext_parent: tuple[str, str, str | None] = ("", "", None)
+    #: set by a primitive's ``_x``: the primitive element, which the Element walk would not know
+    primitive_parent: tuple[str, str, str | None] | None = None
 
 
 class ElementWalker:
@@ -106,6 +111,11 @@ class ElementWalker:
         #: (element, type, JSON bytes) of small values that passed: bounded, cleared when full
         self._clean: set[tuple[int, str, bytes]] = set()
         self._targets: dict[tuple[int, str], tuple[str, ...] | None] = {}
+        #: extension domains whose unknown extensions are accepted (as the HL7 validator's -allowed-extension-domain)
+        self.extension_domains: tuple[str, ...] = ()
+        #: example URLs (example.org, acme.com) accepted as unknown extensions, as the HL7 validator does by default
+        self.allow_examples = True
+        self._context_ok: dict[tuple[str, str, str, str | None], bool] = {}
 
     # -- resources ---------------------------------------------------------------------------------
     def resource(
@@ -230,13 +240,25 @@ class ElementWalker:
         sink = ctx.sink
         out: dict[str, Any] | None = None
         choice_seen: dict[int, str] = {}
+        if "extension" in value or "modifierExtension" in value:
+            if ctx.primitive_parent is not None and code == "Element":
+                ctx.ext_parent = ctx.primitive_parent
+            else:
+                url = value.get("url") if code == "Extension" else None
+                ctx.ext_parent = (node.path, code, url if isinstance(url, str) else None)
+        parent = ctx.ext_parent
         for key, item in value.items():
             if key == "resourceType" and is_resource:
                 continue
+            if key == "extension" or key == "modifierExtension":
+                ctx.ext_parent = parent  # restored: the walk of an earlier key may have changed it
             entry = children.get(key)
             if entry is None:
                 if key[:1] == "_" and key[1:] in children:
-                    self._primitive_extension(children[key[1:]][0], key[1:], item, value.get(key[1:]), loc, ctx)
+                    pnode, pcode = children[key[1:]]
+                    before, ctx.primitive_parent = ctx.primitive_parent, (pnode.path, pcode, None)
+                    self._primitive_extension(pnode, key[1:], item, value.get(key[1:]), loc, ctx)
+                    ctx.primitive_parent = before
                     if out is None:
                         out = {k: v for k, v in value.items() if k[:1] != "_"}
                     continue
@@ -448,6 +470,7 @@ class ElementWalker:
         for p in profiles:
             plan = self.plans.plan(p)
             if plan is not None:
+                self._check_context(plan, node, loc, ctx)
                 return plan.root
         if not isinstance(url, str):
             return node
@@ -459,13 +482,73 @@ class ElementWalker:
         if url.startswith(("http://", "https://", "urn:")):
             plan = self.plans.plan(url)
             if plan is not None and plan.type == "Extension":
+                self._check_context(plan, node, loc, ctx)
                 return plan.root
         modifier = node.name == "modifierExtension"
         if modifier:
             ctx.sink.append(Issue("error", STRUCTURE, loc, f"unknown modifier extension {url}: a modifier extension must be understood to process the resource", "extension-unknown"))
-        else:
+        elif (
+            url.startswith(_HL7_EXTENSION_BASES) or url.startswith(self.extension_domains)
+            or not url.startswith(("http:", "https:", "urn:"))
+            or (self.allow_examples and ("example.org" in url or "acme.com" in url))
+        ):
+            # HL7's own extensions (the extensions pack, cross-version ones) are known to the HL7
+            # validator even when no loaded package defines them: not an error here either
             ctx.sink.append(Issue("information", INFORMATIONAL, loc, f"unknown extension {url}: not in any loaded package, so only its structure was checked", "extension-unknown"))
+        else:
+            ctx.sink.append(Issue("error", STRUCTURE, loc, f"the extension {url} could not be found (not in any loaded package), so it is not allowed here", "extension-unknown"))
         return node
+
+    def _check_context(self, plan: Any, node: Node, loc: str, ctx: _Ctx) -> None:
+        """The extension's definition says where it may be used (context) and whether it is a modifier."""
+        modifier = node.name == "modifierExtension"
+        if plan.is_modifier != modifier and node.name in ("extension", "modifierExtension") and not node.path.startswith("Extension.extension"):
+            where = "a modifierExtension" if modifier else "an extension"
+            ctx.sink.append(Issue("error", STRUCTURE, loc, f"the extension {plan.url} must not be used as {where} (it is {'' if plan.is_modifier else 'not '}a modifier extension)", "extension-modifier"))
+        if not plan.contexts:
+            return
+        path, code, parent_url = ctx.ext_parent
+        if not path and not code:
+            return
+        key = (plan.url, path, code, parent_url)
+        ok = self._context_ok.get(key)
+        if ok is None:
+            ok = self._context_ok[key] = self._context_allows(plan.contexts, path, code, parent_url)
+        if not ok:
+            allowed = ", ".join(e for _, e in plan.contexts)
+            here = path if path == code else f"{code}, {path}"
+            # the HL7 validator reads HL7's own extensions from the newer extensions pack, whose
+            # contexts are often wider (an element's parent): a mismatch there is only a warning
+            widened = plan.url.startswith(_HL7_EXTENSION_BASES) and any(e.startswith(path + ".") or e.split(".")[0] in ("CanonicalResource", "MetadataResource") for _, e in plan.contexts)
+            ctx.sink.append(Issue("warning" if widened else "error", STRUCTURE, loc.rsplit(".", 1)[0] if "." in loc else loc, f"the extension {plan.url} is not allowed to be used here ({here}); it is allowed on: {allowed}", "extension-context"))
+
+    def _context_allows(self, contexts: tuple[tuple[str, str], ...], path: str, code: str, parent_url: str | None) -> bool:
+        names = {path, code, "Element", "Base"}
+        if self.plans.is_resource_type(code):
+            names.update(("Resource", "DomainResource"))
+        elif code[:1].isupper() and code not in ("BackboneElement", "Element"):
+            base = self.plans.plan(code)
+            sd_base = self.plans.definitions.structure_definition(code) if base is not None else None
+            if sd_base is not None:
+                # a specialised data type (Age is a Quantity) takes its base type's extensions
+                parent_type = str(sd_base.get("baseDefinition") or "").rsplit("/", 1)[-1]
+                if parent_type:
+                    names.add(parent_type)
+        for kind, expression in contexts:
+            if kind == "fhirpath":
+                return True  # not evaluated here: accepted rather than guessed
+            expr = re.sub(r":[^.]+", "", expression.split("#")[-1] if expression.startswith("http") and "#" in expression else expression)
+            if kind == "extension":
+                if parent_url is not None and expression == parent_url:
+                    return True
+                continue
+            if expr in names:
+                return True
+            # 'Address.line' names the element of a data type wherever it is used ('Patient.address.line')
+            head, _, rest = expr.partition(".")
+            if rest and head[:1].isupper() and not self.plans.is_resource_type(head) and path.endswith("." + rest):
+                return True
+        return False
 
     def _reference(self, node: Node, x: dict[str, Any], loc: str, ctx: _Ctx) -> None:
         ref = x.get("reference")

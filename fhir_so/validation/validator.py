@@ -36,6 +36,10 @@ class ValidatorOptions:
     now: datetime | None = None
     #: the pruned R4 JSON schema (``PackageCache.r4_json_schema_path()``); None skips that layer
     json_schema: Path | None = None
+    #: URL prefixes of extensions accepted without a definition (the HL7 validator's allowed extension domains)
+    extension_domains: tuple[str, ...] = ()
+    #: accept unknown extensions with example URLs (example.org, acme.com)
+    allow_examples: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +70,8 @@ class Validator:
         self.invariants = InvariantEngine()
         self.walker = ElementWalker(self.plans, self.terminology, self.invariants, check_codes=self.options.check_codes)
         self.walker.forced = self.profiles
+        self.walker.extension_domains = tuple(self.options.extension_domains)
+        self.walker.allow_examples = self.options.allow_examples
         self.rules = BusinessRules(self.options.now)
         self.schema = SchemaLayer(self.options.json_schema) if self.options.json_schema is not None else None
 
