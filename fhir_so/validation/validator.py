@@ -125,7 +125,7 @@ class Validator:
                 yield Result(item, [])
                 continue
             try:
-                issues = list(self.iter_issues(item.resource))
+                issues = [*item.issues, *self.iter_issues(item.resource)]
             except ProfileError as err:
                 # a profile the resource declares is broken: this input cannot be judged (bad input)
                 yield Result(Input(item.source, error=err, line=item.line), [])
