@@ -416,8 +416,9 @@ class ElementWalker:
         if code in _RESOURCE_TYPES or self.plans.is_resource_type(code):
             profiles = node.type_profiles.get(code, ())
             allowed = None if code in _RESOURCE_TYPES else node.types
-            # a Bundle's entries are resources of their own (%resource is the entry); contained ones share the root
-            root = None if ctx.resource.get("resourceType") == "Bundle" else ctx.root
+            # a Bundle's entries are resources of their own (%resource is the entry); contained ones share the root;
+            # so are the resources of a Parameters: '#id' references resolve in their own contained list
+            root = None if ctx.resource.get("resourceType") in ("Bundle", "Parameters") else ctx.root
             self.resource(x, loc, sink, profiles=profiles, bundle=ctx.bundle, root=root, allowed_types=allowed)
             return x
         return self._complex_value(node, code, x, loc, ctx)
