@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Callable, Sequence
 
 import orjson
@@ -28,6 +29,7 @@ from fhir_so.validation.findings import (
     VALUE,
     Issue,
 )
+from fhir_so.validation.limits import violation
 from fhir_so.validation.native import NATIVE_EXPRESSIONS, compile_simple
 from fhir_so.validation.plan import MISSING, Constraint, Node, PlanRegistry
 from fhir_so.validation.primitives import CHECKERS, as_dict, as_list, json_type
@@ -115,6 +117,8 @@ class ElementWalker:
         self.extension_domains: tuple[str, ...] = ()
         #: example URLs (example.org, acme.com) accepted as unknown extensions, as the HL7 validator does by default
         self.allow_examples = True
+        #: "now" for limits relative to it (a maxValue Duration on a date); None: the clock
+        self.now: datetime | None = None
         self._context_ok: dict[tuple[str, str, str, str | None], bool] = {}
 
     # -- resources ---------------------------------------------------------------------------------
@@ -392,6 +396,8 @@ class ElementWalker:
                 sink.extend(self.terminology.check_binding(node.binding[0], node.binding[1], code, x, loc))
             if node.max_length is not None and isinstance(x, str) and len(x) > node.max_length:
                 sink.append(Issue("error", VALUE, loc, f"the value is longer than the maximum length {node.max_length}", "max-length"))
+            if node.min_value is not None or node.max_value is not None:
+                self._limits(node, code, x, loc, sink)
             if code == "xhtml" and isinstance(x, str) and not _TAGS.sub("", x).strip() and "<img" not in x:
                 sink.append(Issue("error", INVARIANT, loc, "txt-2: the narrative SHALL have some non-whitespace content", "txt-2"))
             if node.constraints:
@@ -433,6 +439,8 @@ class ElementWalker:
             sink.append(Issue("error", VALUE, loc, f"the value does not equal the fixed value the profile requires: {_short(node.fixed)}", "fixed"))
         elif node.pattern is not MISSING and not matches_pattern(x, node.pattern):
             sink.append(Issue("error", VALUE, loc, f"the value does not match the pattern the profile requires: {_short(node.pattern)}", "pattern"))
+        if node.min_value is not None or node.max_value is not None:
+            self._limits(node, code, x, loc, sink)
         if node.binding is not None and code in ("Coding", "CodeableConcept", "Quantity"):
             sink.extend(self.terminology.check_binding(node.binding[0], node.binding[1], code, x, loc))
         if code == "Coding" and self.check_codes:
@@ -444,6 +452,13 @@ class ElementWalker:
         elif code == "Reference":
             self._reference(node, x, loc, ctx)
         return r
+
+    def _limits(self, node: Node, code: str, x: Any, loc: str, sink: list[Issue]) -> None:
+        for kind, limit in (("min", node.min_value), ("max", node.max_value)):
+            if limit is not None:
+                msg = violation(kind, limit[0], limit[1], code, x, self.now)
+                if msg is not None:
+                    sink.append(Issue("error", VALUE, loc, msg, f"{kind}-value"))
 
     def _primitive_extension(self, node: Node, key: str, ext: Any, val: Any, loc: str, ctx: _Ctx) -> None:
         at = f"{loc}._{key}"

@@ -72,6 +72,7 @@ class Validator:
         self.walker.forced = self.profiles
         self.walker.extension_domains = tuple(self.options.extension_domains)
         self.walker.allow_examples = self.options.allow_examples
+        self.walker.now = self.options.now
         self.rules = BusinessRules(self.options.now)
         self.schema = SchemaLayer(self.options.json_schema) if self.options.json_schema is not None else None
 
