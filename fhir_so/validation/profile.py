@@ -10,6 +10,7 @@ extensions stripped (a fhirpathpy quirk). Findings go to a list (the sink) as th
 
 from __future__ import annotations
 
+import binascii
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,6 +19,7 @@ from typing import Any, Callable, Sequence
 import orjson
 
 from fhir_so.validation.bindings import Terminology
+from fhir_so.validation.bundles import bundle_issues
 from fhir_so.validation.fhirpath import InvariantEngine
 from fhir_so.validation.findings import (
     INFORMATIONAL,
@@ -172,6 +174,7 @@ class ElementWalker:
             plans = [base]
         if rt == "Bundle":
             bundle = BundleIndex.of(res)
+            sink.extend(bundle_issues(res, loc))
         # '#id' references resolve among the container's contained resources, from inside them too
         container = root if root is not None else res
         contained = {}
@@ -258,6 +261,10 @@ class ElementWalker:
                 ctx.ext_parent = parent  # restored: the walk of an earlier key may have changed it
             entry = children.get(key)
             if entry is None:
+                if key == "_id" and is_resource:
+                    # Resource.id is a System.String in R4, not an element: it cannot carry extensions
+                    sink.append(Issue("error", STRUCTURE, f"{loc}.id", "extensions are not allowed on Resource.id", "structure"))
+                    continue
                 if key[:1] == "_" and key[1:] in children:
                     pnode, pcode = children[key[1:]]
                     before, ctx.primitive_parent = ctx.primitive_parent, (pnode.path, pcode, None)
@@ -451,6 +458,10 @@ class ElementWalker:
                     sink.extend(self.terminology.check_coding(c, f"{loc}.coding[{i}]"))
         elif code == "Reference":
             self._reference(node, x, loc, ctx)
+        elif code == "Attachment" and isinstance(x.get("data"), str) and isinstance(x.get("size"), int):
+            actual = _decoded_size(x["data"])
+            if actual is not None and actual != x["size"]:
+                sink.append(Issue("error", VALUE, loc, f"the stated attachment size {x['size']} does not match the size of its data ({actual} bytes)", "attachment-size"))
         return r
 
     def _limits(self, node: Node, code: str, x: Any, loc: str, sink: list[Issue]) -> None:
@@ -640,6 +651,14 @@ class ElementWalker:
 def _type_issue(x: Any, loc: str, msg: str) -> Issue:
     code = VALUE if isinstance(x, (str, int, float)) and not isinstance(x, bool) else STRUCTURE
     return Issue("error", code, loc, msg, "type")
+
+
+def _decoded_size(data: str) -> int | None:
+    """The number of bytes a base64 value decodes to (None when it is not valid base64)."""
+    try:
+        return len(binascii.a2b_base64("".join(data.split()).encode("ascii"), strict_mode=True))
+    except (binascii.Error, ValueError, UnicodeEncodeError):
+        return None
 
 
 def _strip_ids(x: Any) -> Any:
