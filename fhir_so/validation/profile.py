@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import binascii
 import re
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, Sequence
 
@@ -36,6 +35,7 @@ from fhir_so.validation.native import NATIVE_EXPRESSIONS, compile_simple
 from fhir_so.validation.plan import MISSING, Constraint, Node, PlanRegistry
 from fhir_so.validation.primitives import CHECKERS, as_dict, as_list, json_type
 from fhir_so.validation.slicing import SliceMatcher, matches_pattern
+from fhir_so.validation.walkstate import BundleIndex, WalkState
 
 _TAGS = re.compile(r"<[^>]*>")
 _REF_TYPE = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/[A-Za-z0-9\-.]{1,64}(?:/_history/[A-Za-z0-9\-.]{1,64})?$")
@@ -44,57 +44,6 @@ _HL7_EXTENSION_BASES = ("http://hl7.org/fhir/",)
 # data types whose verdict depends on the value and the element only (values holding a reference excepted)
 _MEMO_TYPES = frozenset({"Coding", "CodeableConcept", "Identifier", "Quantity", "Period", "HumanName", "ContactPoint", "Address", "Meta", "Annotation"})
 _MEMO_LIMIT = 100_000
-
-
-@dataclass(slots=True)
-class BundleIndex:
-    """A Bundle's entries by fullUrl (and by ``Type/id``), to resolve references inside it."""
-
-    by_url: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, bundle: dict[str, Any]) -> "BundleIndex":
-        index = cls()
-        for entry in as_list(bundle.get("entry"), []):
-            if not isinstance(entry, dict):
-                continue
-            res = entry.get("resource")
-            if not isinstance(res, dict):
-                continue
-            full = entry.get("fullUrl")
-            if isinstance(full, str):
-                index.by_url[full] = res
-            rt, rid = res.get("resourceType"), res.get("id")
-            if isinstance(rt, str) and isinstance(rid, str):
-                index.by_url.setdefault(f"{rt}/{rid}", res)
-        return index
-
-    def resolve(self, ref: str) -> dict[str, Any] | None:
-        """The entry resource a reference points to, if it is in the Bundle."""
-        hit = self.by_url.get(ref)
-        if hit is None and not ref.startswith("urn:"):
-            m = _REF_TYPE.search(ref)
-            if m:
-                hit = self.by_url.get(ref[m.start():].lstrip("/").split("/_history/")[0])
-        return hit
-
-
-@dataclass(slots=True)
-class _Ctx:
-    """State of one resource walk."""
-
-    sink: list[Issue]
-    resource: dict[str, Any]
-    root: dict[str, Any]
-    bundle: BundleIndex | None
-    contained: dict[str, str]
-    #: invariants to evaluate once the resource is walked: (constraints, stripped value, type path, location)
-    pending: list[tuple[Any, Any, str, str]] = field(default_factory=list)
-    stripped: bool = False
-    #: where the extensions being walked sit: (element path, type code, url of a parent extension)
-    ext_parent: tuple[str, str, str | None] = ("", "", None)
-    #: set by a primitive's ``_x``: the primitive element, which the Element walk would not know
-    primitive_parent: tuple[str, str, str | None] | None = None
 
 
 class ElementWalker:
@@ -184,7 +133,7 @@ class ElementWalker:
         seen: set[tuple[str, str, str]] = set()
         for plan in plans:
             own: list[Issue] = []
-            ctx = _Ctx(own, res, root or res, bundle, contained)
+            ctx = WalkState(own, res, root or res, bundle, contained)
             stripped = self.complex(plan.root, rt, res, loc, ctx, is_resource=True)
             self._resource_invariants(plan.root, res, loc, ctx)
             self._run_pending(ctx, stripped, root)
@@ -194,7 +143,7 @@ class ElementWalker:
                     seen.add(key)
                     sink.append(issue)
 
-    def _resource_invariants(self, node: Node, res: dict[str, Any], loc: str, ctx: _Ctx) -> None:
+    def _resource_invariants(self, node: Node, res: dict[str, Any], loc: str, ctx: WalkState) -> None:
         native = node.native
         contained = res.get("contained")
         if isinstance(contained, list) and contained:
@@ -225,7 +174,7 @@ class ElementWalker:
                 ctx.sink.append(Issue("warning", INVARIANT, loc, "dom-6: a resource should have narrative (text.div) for robust management", "dom-6"))
 
     # -- elements -------------------------------------------------------------------------------------
-    def complex(self, node: Node, code: str, value: Any, loc: str, ctx: _Ctx, *, is_resource: bool = False) -> Any:
+    def complex(self, node: Node, code: str, value: Any, loc: str, ctx: WalkState, *, is_resource: bool = False) -> Any:
         """Check an object against an element node; returns the value without ``_x`` keys (for FHIRPath)."""
         if not isinstance(value, dict):
             ctx.sink.append(Issue("error", STRUCTURE, loc, f"expected an object ({code}), found {json_type(value)}", "type"))
@@ -384,7 +333,7 @@ class ElementWalker:
         merged = self._merged[key] = tuple(cons)
         return merged
 
-    def value(self, node: Node, code: str, x: Any, loc: str, ctx: _Ctx) -> Any:
+    def value(self, node: Node, code: str, x: Any, loc: str, ctx: WalkState) -> Any:
         """Check one occurrence of an element (primitive, complex or resource)."""
         checker = CHECKERS.get(code)
         sink = ctx.sink
@@ -427,7 +376,12 @@ class ElementWalker:
                 self._clean.add(key)
             return r
         if code in _RESOURCE_TYPES or self.plans.is_resource_type(code):
-            profiles = node.type_profiles.get(code, ())
+            # an element may allow several resource types, each with its profiles: the item's type picks
+            rt = x.get("resourceType") if isinstance(x, dict) else None
+            if isinstance(rt, str) and rt in node.type_profiles:
+                profiles = node.type_profiles[rt]
+            else:
+                profiles = node.type_profiles.get(code, ()) if len(node.types) <= 1 else ()
             allowed = None if code in _RESOURCE_TYPES else node.types
             # a Bundle's entries are resources of their own (%resource is the entry); contained ones share the root;
             # so are the resources of a Parameters: '#id' references resolve in their own contained list
@@ -436,7 +390,7 @@ class ElementWalker:
             return x
         return self._complex_value(node, code, x, loc, ctx)
 
-    def _complex_value(self, node: Node, code: str, x: Any, loc: str, ctx: _Ctx) -> Any:
+    def _complex_value(self, node: Node, code: str, x: Any, loc: str, ctx: WalkState) -> Any:
         """A complex value: its children, then the element's fixed/pattern, binding, codes and reference."""
         sink = ctx.sink
         r = self.complex(node, code, x, loc, ctx)
@@ -471,7 +425,7 @@ class ElementWalker:
                 if msg is not None:
                     sink.append(Issue("error", VALUE, loc, msg, f"{kind}-value"))
 
-    def _primitive_extension(self, node: Node, key: str, ext: Any, val: Any, loc: str, ctx: _Ctx) -> None:
+    def _primitive_extension(self, node: Node, key: str, ext: Any, val: Any, loc: str, ctx: WalkState) -> None:
         at = f"{loc}._{key}"
         elem_root = self.plans.type_root("Element")
         if elem_root is None:
@@ -491,7 +445,7 @@ class ElementWalker:
         else:
             self.complex(elem_root, "Element", ext, at, ctx)
 
-    def _extension_node(self, node: Node, value: dict[str, Any], loc: str, ctx: _Ctx) -> Node:
+    def _extension_node(self, node: Node, value: dict[str, Any], loc: str, ctx: WalkState) -> Node:
         url = value.get("url")
         profiles = node.type_profiles.get("Extension", ())
         for p in profiles:
@@ -526,7 +480,7 @@ class ElementWalker:
             ctx.sink.append(Issue("error", STRUCTURE, loc, f"the extension {url} could not be found (not in any loaded package), so it is not allowed here", "extension-unknown"))
         return node
 
-    def _check_context(self, plan: Any, node: Node, loc: str, ctx: _Ctx) -> None:
+    def _check_context(self, plan: Any, node: Node, loc: str, ctx: WalkState) -> None:
         """The extension's definition says where it may be used (context) and whether it is a modifier."""
         modifier = node.name == "modifierExtension"
         if plan.is_modifier != modifier and node.name in ("extension", "modifierExtension") and not node.path.startswith("Extension.extension"):
@@ -577,7 +531,7 @@ class ElementWalker:
                 return True
         return False
 
-    def _reference(self, node: Node, x: dict[str, Any], loc: str, ctx: _Ctx) -> None:
+    def _reference(self, node: Node, x: dict[str, Any], loc: str, ctx: WalkState) -> None:
         ref = x.get("reference")
         target: str | None = None
         resolved = False
@@ -617,12 +571,12 @@ class ElementWalker:
                 # only the URL says so; HAPI too judges the type of a target it cannot resolve as advice
                 ctx.sink.append(Issue("warning", STRUCTURE, loc, f"the reference points to a {target}, but this element expects one of ({allowed})", "reference-target"))
 
-    def probe_context(self, sink: list[Issue], ctx: _Ctx) -> _Ctx:
+    def probe_context(self, sink: list[Issue], ctx: WalkState) -> WalkState:
         """A fresh walk state sharing ``ctx``'s resource, for trying an item against a slice's profile."""
-        return _Ctx(sink, ctx.resource, ctx.root, ctx.bundle, ctx.contained)
+        return WalkState(sink, ctx.resource, ctx.root, ctx.bundle, ctx.contained)
 
     # -- invariants -----------------------------------------------------------------------------------
-    def _run_pending(self, ctx: _Ctx, stripped_resource: Any, root: Any) -> None:
+    def _run_pending(self, ctx: WalkState, stripped_resource: Any, root: Any) -> None:
         if not ctx.pending:
             return
         resource = stripped_resource
