@@ -5,7 +5,7 @@ dom-2..6, txt-1/2, ref-1) never reach this module. fhirpathpy's gaps are handled
 
 * ``hasValue()`` is added through its user-function table;
 * ``trace()`` gets a no-op ``traceFn`` (it would print to stdout);
-* ``%resource`` and ``%rootResource`` are passed in;
+* ``%resource`` and ``%rootResource`` are passed in as typed nodes, and ``%context`` too;
 * a primitive carrying an ``_x`` extension breaks comparisons, so the walker hands over values
   with the ``_x`` keys stripped.
 
@@ -28,6 +28,15 @@ _UNSUPPORTED_RE = re.compile(r"\b(resolve|memberOf|conformsTo|htmlChecks|checkMo
 
 def _has_value(inputs: list[Any]) -> list[bool]:
     return [len(inputs) == 1 and inputs[0] is not None and not isinstance(inputs[0], (dict, list))]
+
+
+def _typed(resource: Any) -> Any:
+    """A resource as a typed node, so ``%resource.type()`` names its type (a bare dict is an 'Object')."""
+    from fhirpathpy.engine.nodes import ResourceNode
+
+    if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str):
+        return ResourceNode.create_node(resource, resource["resourceType"])
+    return resource
 
 
 def _no_trace(*_args: Any) -> None:
@@ -79,7 +88,7 @@ class InvariantEngine:
 
         node = value if isinstance(value, dict) and "resourceType" in value else ResourceNode.create_node(value, type_path)
         try:
-            result = fn(node, {"resource": resource, "rootResource": root})
+            result = fn(node, {"resource": _typed(resource), "rootResource": _typed(root), "context": node})
         except Exception as exc:  # a fhirpathpy gap on this data: skip the invariant from now on
             self.skipped[expression] = f"fhirpathpy failed to evaluate it: {type(exc).__name__}: {exc}"
             self._compiled[expression] = None

@@ -75,6 +75,9 @@ class Node:
     slicing: Slicing | None = None
     content_ref: str | None = None
     max_length: int | None = None
+    #: minValue[x] / maxValue[x]: (the limit's type, the limit)
+    min_value: tuple[str, Any] | None = None
+    max_value: tuple[str, Any] | None = None
     #: JSON key -> (child node, type code); None until the snapshot gives children
     children: dict[str, tuple["Node", str]] | None = None
     child_nodes: list["Node"] = field(default_factory=list)
@@ -110,6 +113,10 @@ class Plan:
     kind: str
     is_constraint: bool
     by_id: dict[str, Node]
+    #: where an extension may be used: (context type, expression) pairs of the StructureDefinition
+    contexts: tuple[tuple[str, str], ...] = ()
+    #: an extension that changes the meaning of its element (belongs in modifierExtension)
+    is_modifier: bool = False
 
 
 def _type_code(t: dict[str, Any]) -> str:
@@ -120,6 +127,20 @@ def _type_code(t: dict[str, Any]) -> str:
                 return str(ext["valueUrl"])
         return SYSTEM_TYPES.get(code, "string")
     return str(code)
+
+
+def _limits(el: dict[str, Any]) -> tuple[tuple[str, Any] | None, tuple[str, Any] | None]:
+    low = high = None
+    for key, value in el.items():
+        if key.startswith(("minValue", "maxValue")) and len(key) > 8:
+            kind = key[8:]
+            # the key spells the type capitalised: a primitive's code starts in lower case
+            kind = kind if kind in ("Quantity", "Duration") else kind[0].lower() + kind[1:]
+            if key[1] == "i":
+                low = (kind, value)
+            else:
+                high = (kind, value)
+    return low, high
 
 
 def _fixed_pattern(el: dict[str, Any]) -> tuple[Any, Any]:
@@ -189,6 +210,7 @@ def _make_node(el: dict[str, Any], sd_type: str, is_root: bool) -> Node:
         )
         slicing = Slicing(discs, str(s.get("rules") or "open"), bool(s.get("ordered")))
     ml = el.get("maxLength")
+    low, high = _limits(el)
     return Node(
         id=eid,
         path=path,
@@ -209,6 +231,8 @@ def _make_node(el: dict[str, Any], sd_type: str, is_root: bool) -> Node:
         slicing=slicing,
         content_ref=el.get("contentReference") if isinstance(el.get("contentReference"), str) else None,
         max_length=ml if isinstance(ml, int) else None,
+        min_value=low,
+        max_value=high,
     )
 
 
@@ -268,13 +292,20 @@ def compile_plan(sd: dict[str, Any], elements: list[dict[str, Any]]) -> Plan:
         node.has_value_checks = (
             node.fixed is not MISSING or node.pattern is not MISSING or node.binding is not None
             or node.max_length is not None or bool(node.constraints) or "xhtml" in node.types
+            or node.min_value is not None or node.max_value is not None
         )
         if node.children:
             for key, (child, code) in list(node.children.items()):
                 if child.name.endswith("[x]"):
                     spelled = next((t for t in child.types if t[:1].upper() + t[1:] == code), code)
                     node.children[key] = (child, spelled)
-    return Plan(url, sd_type, root, str(sd.get("kind") or ""), is_constraint, by_id)
+    contexts = tuple(
+        (str(c.get("type") or ""), str(c.get("expression") or ""))
+        for c in sd.get("context") or []
+        if isinstance(c, dict)
+    )
+    is_modifier = sd_type == "Extension" and elements[0].get("isModifier") is True
+    return Plan(url, sd_type, root, str(sd.get("kind") or ""), is_constraint, by_id, contexts, is_modifier)
 
 
 class PlanRegistry:

@@ -33,11 +33,17 @@ _BASE64_RE = re.compile(r"[A-Za-z0-9+/=\s]*")
 _INT32 = (-(2**31), 2**31 - 1)
 
 
+#: the R4 size limit of a string ("strings SHALL NOT exceed 1 MB")
+_MAX_STRING = 1024 * 1024
+
+
 def _string(v: Any) -> str | None:
     if not isinstance(v, str):
         return f"expected a JSON string, found {_json_type(v)}"
     if not v.strip():
         return "a string must not be empty or only whitespace (omit the element instead)"
+    if len(v) > _MAX_STRING:
+        return "the value is longer than the permitted maximum length of 1 MB (1048576 bytes)"
     return None
 
 

@@ -10,8 +10,9 @@ extensions stripped (a fhirpathpy quirk). Findings go to a list (the sink) as th
 
 from __future__ import annotations
 
+import binascii
 import re
-from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Callable, Sequence
 
 import orjson
@@ -19,6 +20,7 @@ import orjson
 from fhir_so.fhirtypes import RESOURCE_REF_RE as _REF_TYPE
 from fhir_so.references import BundleIndex
 from fhir_so.validation.bindings import Terminology
+from fhir_so.validation.bundles import bundle_issues
 from fhir_so.validation.fhirpath import InvariantEngine
 from fhir_so.validation.findings import (
     INFORMATIONAL,
@@ -30,36 +32,36 @@ from fhir_so.validation.findings import (
     VALUE,
     Issue,
 )
+from fhir_so.validation.limits import violation
 from fhir_so.validation.native import NATIVE_EXPRESSIONS, compile_simple
 from fhir_so.validation.plan import MISSING, Constraint, Node, PlanRegistry
 from fhir_so.validation.primitives import CHECKERS, as_dict, as_list, json_type
 from fhir_so.validation.slicing import SliceMatcher, matches_pattern
+from fhir_so.validation.walkstate import WalkState
 
 _TAGS = re.compile(r"<[^>]*>")
 _RESOURCE_TYPES = frozenset({"Resource", "DomainResource"})
+_HL7_EXTENSION_BASES = ("http://hl7.org/fhir/",)
 # data types whose verdict depends on the value and the element only (values holding a reference excepted)
 _MEMO_TYPES = frozenset({"Coding", "CodeableConcept", "Identifier", "Quantity", "Period", "HumanName", "ContactPoint", "Address", "Meta", "Annotation"})
 _MEMO_LIMIT = 100_000
 
 
-@dataclass(slots=True)
-class _Ctx:
-    """State of one resource walk."""
-
-    sink: list[Issue]
-    resource: dict[str, Any]
-    root: dict[str, Any]
-    bundle: BundleIndex | None
-    contained: dict[str, str]
-    #: invariants to evaluate once the resource is walked: (constraints, stripped value, type path, location)
-    pending: list[tuple[Any, Any, str, str]] = field(default_factory=list)
-    stripped: bool = False
-
-
 class ElementWalker:
     """Walks resources against plans; one instance per validator (holds caches, no global state)."""
 
-    def __init__(self, plans: PlanRegistry, terminology: Terminology, invariants: InvariantEngine, *, check_codes: bool = True, forced: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        plans: PlanRegistry,
+        terminology: Terminology,
+        invariants: InvariantEngine,
+        *,
+        check_codes: bool = True,
+        forced: Sequence[str] = (),
+        extension_domains: Sequence[str] = (),
+        allow_examples: bool = True,
+        now: datetime | None = None,
+    ) -> None:
         self.plans = plans
         self.terminology = terminology
         self.invariants = invariants
@@ -74,6 +76,13 @@ class ElementWalker:
         #: (element, type, JSON bytes) of small values that passed: bounded, cleared when full
         self._clean: set[tuple[int, str, bytes]] = set()
         self._targets: dict[tuple[int, str], tuple[str, ...] | None] = {}
+        #: extension domains whose unknown extensions are accepted (as the HL7 validator's -allowed-extension-domain)
+        self.extension_domains: tuple[str, ...] = tuple(extension_domains)
+        #: example URLs (example.org, acme.com) accepted as unknown extensions, as the HL7 validator does by default
+        self.allow_examples = allow_examples
+        #: "now" for limits relative to it (a maxValue Duration on a date); None: the clock
+        self.now: datetime | None = now
+        self._context_ok: dict[tuple[str, str, str, str | None], bool] = {}
 
     # -- resources ---------------------------------------------------------------------------------
     def resource(
@@ -126,6 +135,7 @@ class ElementWalker:
             plans = [base]
         if rt == "Bundle":
             bundle = BundleIndex.of(res)
+            sink.extend(bundle_issues(res, loc))
         # '#id' references resolve among the container's contained resources, from inside them too
         container = root if root is not None else res
         contained = {}
@@ -135,7 +145,7 @@ class ElementWalker:
         seen: set[tuple[str, str, str]] = set()
         for plan in plans:
             own: list[Issue] = []
-            ctx = _Ctx(own, res, root or res, bundle, contained)
+            ctx = WalkState(own, res, root or res, bundle, contained)
             stripped = self.complex(plan.root, rt, res, loc, ctx, is_resource=True)
             self._resource_invariants(plan.root, res, loc, ctx)
             self._run_pending(ctx, stripped, root)
@@ -145,7 +155,7 @@ class ElementWalker:
                     seen.add(key)
                     sink.append(issue)
 
-    def _resource_invariants(self, node: Node, res: dict[str, Any], loc: str, ctx: _Ctx) -> None:
+    def _resource_invariants(self, node: Node, res: dict[str, Any], loc: str, ctx: WalkState) -> None:
         native = node.native
         contained = res.get("contained")
         if isinstance(contained, list) and contained:
@@ -176,7 +186,7 @@ class ElementWalker:
                 ctx.sink.append(Issue("warning", INVARIANT, loc, "dom-6: a resource should have narrative (text.div) for robust management", "dom-6"))
 
     # -- elements -------------------------------------------------------------------------------------
-    def complex(self, node: Node, code: str, value: Any, loc: str, ctx: _Ctx, *, is_resource: bool = False) -> Any:
+    def complex(self, node: Node, code: str, value: Any, loc: str, ctx: WalkState, *, is_resource: bool = False) -> Any:
         """Check an object against an element node; returns the value without ``_x`` keys (for FHIRPath)."""
         if not isinstance(value, dict):
             ctx.sink.append(Issue("error", STRUCTURE, loc, f"expected an object ({code}), found {json_type(value)}", "type"))
@@ -198,13 +208,29 @@ class ElementWalker:
         sink = ctx.sink
         out: dict[str, Any] | None = None
         choice_seen: dict[int, str] = {}
+        if "extension" in value or "modifierExtension" in value:
+            if ctx.primitive_parent is not None and code == "Element":
+                ctx.ext_parent = ctx.primitive_parent
+            else:
+                url = value.get("url") if code == "Extension" else None
+                ctx.ext_parent = (node.path, code, url if isinstance(url, str) else None)
+        parent = ctx.ext_parent
         for key, item in value.items():
             if key == "resourceType" and is_resource:
                 continue
+            if key == "extension" or key == "modifierExtension":
+                ctx.ext_parent = parent  # restored: the walk of an earlier key may have changed it
             entry = children.get(key)
             if entry is None:
+                if key == "_id" and is_resource:
+                    # Resource.id is a System.String in R4, not an element: it cannot carry extensions
+                    sink.append(Issue("error", STRUCTURE, f"{loc}.id", "extensions are not allowed on Resource.id", "structure"))
+                    continue
                 if key[:1] == "_" and key[1:] in children:
-                    self._primitive_extension(children[key[1:]][0], key[1:], item, value.get(key[1:]), loc, ctx)
+                    pnode, pcode = children[key[1:]]
+                    before, ctx.primitive_parent = ctx.primitive_parent, (pnode.path, pcode, None)
+                    self._primitive_extension(pnode, key[1:], item, value.get(key[1:]), loc, ctx)
+                    ctx.primitive_parent = before
                     if out is None:
                         out = {k: v for k, v in value.items() if k[:1] != "_"}
                     continue
@@ -319,7 +345,7 @@ class ElementWalker:
         merged = self._merged[key] = tuple(cons)
         return merged
 
-    def value(self, node: Node, code: str, x: Any, loc: str, ctx: _Ctx) -> Any:
+    def value(self, node: Node, code: str, x: Any, loc: str, ctx: WalkState) -> Any:
         """Check one occurrence of an element (primitive, complex or resource)."""
         checker = CHECKERS.get(code)
         sink = ctx.sink
@@ -338,6 +364,8 @@ class ElementWalker:
                 sink.extend(self.terminology.check_binding(node.binding[0], node.binding[1], code, x, loc))
             if node.max_length is not None and isinstance(x, str) and len(x) > node.max_length:
                 sink.append(Issue("error", VALUE, loc, f"the value is longer than the maximum length {node.max_length}", "max-length"))
+            if node.min_value is not None or node.max_value is not None:
+                self._limits(node, code, x, loc, sink)
             if code == "xhtml" and isinstance(x, str) and not _TAGS.sub("", x).strip() and "<img" not in x:
                 sink.append(Issue("error", INVARIANT, loc, "txt-2: the narrative SHALL have some non-whitespace content", "txt-2"))
             if node.constraints:
@@ -360,15 +388,21 @@ class ElementWalker:
                 self._clean.add(key)
             return r
         if code in _RESOURCE_TYPES or self.plans.is_resource_type(code):
-            profiles = node.type_profiles.get(code, ())
+            # an element may allow several resource types, each with its profiles: the item's type picks
+            rt = x.get("resourceType") if isinstance(x, dict) else None
+            if isinstance(rt, str) and rt in node.type_profiles:
+                profiles = node.type_profiles[rt]
+            else:
+                profiles = node.type_profiles.get(code, ()) if len(node.types) <= 1 else ()
             allowed = None if code in _RESOURCE_TYPES else node.types
-            # a Bundle's entries are resources of their own (%resource is the entry); contained ones share the root
-            root = None if ctx.resource.get("resourceType") == "Bundle" else ctx.root
+            # a Bundle's entries are resources of their own (%resource is the entry); contained ones share the root;
+            # so are the resources of a Parameters: '#id' references resolve in their own contained list
+            root = None if ctx.resource.get("resourceType") in ("Bundle", "Parameters") else ctx.root
             self.resource(x, loc, sink, profiles=profiles, bundle=ctx.bundle, root=root, allowed_types=allowed)
             return x
         return self._complex_value(node, code, x, loc, ctx)
 
-    def _complex_value(self, node: Node, code: str, x: Any, loc: str, ctx: _Ctx) -> Any:
+    def _complex_value(self, node: Node, code: str, x: Any, loc: str, ctx: WalkState) -> Any:
         """A complex value: its children, then the element's fixed/pattern, binding, codes and reference."""
         sink = ctx.sink
         r = self.complex(node, code, x, loc, ctx)
@@ -378,6 +412,8 @@ class ElementWalker:
             sink.append(Issue("error", VALUE, loc, f"the value does not equal the fixed value the profile requires: {_short(node.fixed)}", "fixed"))
         elif node.pattern is not MISSING and not matches_pattern(x, node.pattern):
             sink.append(Issue("error", VALUE, loc, f"the value does not match the pattern the profile requires: {_short(node.pattern)}", "pattern"))
+        if node.min_value is not None or node.max_value is not None:
+            self._limits(node, code, x, loc, sink)
         if node.binding is not None and code in ("Coding", "CodeableConcept", "Quantity"):
             sink.extend(self.terminology.check_binding(node.binding[0], node.binding[1], code, x, loc))
         if code == "Coding" and self.check_codes:
@@ -388,9 +424,20 @@ class ElementWalker:
                     sink.extend(self.terminology.check_coding(c, f"{loc}.coding[{i}]"))
         elif code == "Reference":
             self._reference(node, x, loc, ctx)
+        elif code == "Attachment" and isinstance(x.get("data"), str) and isinstance(x.get("size"), int):
+            actual = _decoded_size(x["data"])
+            if actual is not None and actual != x["size"]:
+                sink.append(Issue("error", VALUE, loc, f"the stated attachment size {x['size']} does not match the size of its data ({actual} bytes)", "attachment-size"))
         return r
 
-    def _primitive_extension(self, node: Node, key: str, ext: Any, val: Any, loc: str, ctx: _Ctx) -> None:
+    def _limits(self, node: Node, code: str, x: Any, loc: str, sink: list[Issue]) -> None:
+        for kind, limit in (("min", node.min_value), ("max", node.max_value)):
+            if limit is not None:
+                msg = violation(kind, limit[0], limit[1], code, x, self.now)
+                if msg is not None:
+                    sink.append(Issue("error", VALUE, loc, msg, f"{kind}-value"))
+
+    def _primitive_extension(self, node: Node, key: str, ext: Any, val: Any, loc: str, ctx: WalkState) -> None:
         at = f"{loc}._{key}"
         elem_root = self.plans.type_root("Element")
         if elem_root is None:
@@ -410,12 +457,13 @@ class ElementWalker:
         else:
             self.complex(elem_root, "Element", ext, at, ctx)
 
-    def _extension_node(self, node: Node, value: dict[str, Any], loc: str, ctx: _Ctx) -> Node:
+    def _extension_node(self, node: Node, value: dict[str, Any], loc: str, ctx: WalkState) -> Node:
         url = value.get("url")
         profiles = node.type_profiles.get("Extension", ())
         for p in profiles:
             plan = self.plans.plan(p)
             if plan is not None:
+                self._check_context(plan, node, loc, ctx)
                 return plan.root
         if not isinstance(url, str):
             return node
@@ -427,15 +475,75 @@ class ElementWalker:
         if url.startswith(("http://", "https://", "urn:")):
             plan = self.plans.plan(url)
             if plan is not None and plan.type == "Extension":
+                self._check_context(plan, node, loc, ctx)
                 return plan.root
         modifier = node.name == "modifierExtension"
         if modifier:
             ctx.sink.append(Issue("error", STRUCTURE, loc, f"unknown modifier extension {url}: a modifier extension must be understood to process the resource", "extension-unknown"))
-        else:
+        elif (
+            url.startswith(_HL7_EXTENSION_BASES) or url.startswith(self.extension_domains)
+            or not url.startswith(("http:", "https:", "urn:"))
+            or (self.allow_examples and ("example.org" in url or "acme.com" in url))
+        ):
+            # HL7's own extensions (the extensions pack, cross-version ones) are known to the HL7
+            # validator even when no loaded package defines them: not an error here either
             ctx.sink.append(Issue("information", INFORMATIONAL, loc, f"unknown extension {url}: not in any loaded package, so only its structure was checked", "extension-unknown"))
+        else:
+            ctx.sink.append(Issue("error", STRUCTURE, loc, f"the extension {url} could not be found (not in any loaded package), so it is not allowed here", "extension-unknown"))
         return node
 
-    def _reference(self, node: Node, x: dict[str, Any], loc: str, ctx: _Ctx) -> None:
+    def _check_context(self, plan: Any, node: Node, loc: str, ctx: WalkState) -> None:
+        """The extension's definition says where it may be used (context) and whether it is a modifier."""
+        modifier = node.name == "modifierExtension"
+        if plan.is_modifier != modifier and node.name in ("extension", "modifierExtension") and not node.path.startswith("Extension.extension"):
+            where = "a modifierExtension" if modifier else "an extension"
+            ctx.sink.append(Issue("error", STRUCTURE, loc, f"the extension {plan.url} must not be used as {where} (it is {'' if plan.is_modifier else 'not '}a modifier extension)", "extension-modifier"))
+        if not plan.contexts:
+            return
+        path, code, parent_url = ctx.ext_parent
+        if not path and not code:
+            return
+        key = (plan.url, path, code, parent_url)
+        ok = self._context_ok.get(key)
+        if ok is None:
+            ok = self._context_ok[key] = self._context_allows(plan.contexts, path, code, parent_url)
+        if not ok:
+            allowed = ", ".join(e for _, e in plan.contexts)
+            here = path if path == code else f"{code}, {path}"
+            # the HL7 validator reads HL7's own extensions from the newer extensions pack, whose
+            # contexts are often wider (an element's parent): a mismatch there is only a warning
+            widened = plan.url.startswith(_HL7_EXTENSION_BASES) and any(e.startswith(path + ".") or e.split(".")[0] in ("CanonicalResource", "MetadataResource") for _, e in plan.contexts)
+            ctx.sink.append(Issue("warning" if widened else "error", STRUCTURE, loc.rsplit(".", 1)[0] if "." in loc else loc, f"the extension {plan.url} is not allowed to be used here ({here}); it is allowed on: {allowed}", "extension-context"))
+
+    def _context_allows(self, contexts: tuple[tuple[str, str], ...], path: str, code: str, parent_url: str | None) -> bool:
+        names = {path, code, "Element", "Base"}
+        if self.plans.is_resource_type(code):
+            names.update(("Resource", "DomainResource"))
+        elif code[:1].isupper() and code not in ("BackboneElement", "Element"):
+            base = self.plans.plan(code)
+            sd_base = self.plans.definitions.structure_definition(code) if base is not None else None
+            if sd_base is not None:
+                # a specialised data type (Age is a Quantity) takes its base type's extensions
+                parent_type = str(sd_base.get("baseDefinition") or "").rsplit("/", 1)[-1]
+                if parent_type:
+                    names.add(parent_type)
+        for kind, expression in contexts:
+            if kind == "fhirpath":
+                return True  # not evaluated here: accepted rather than guessed
+            expr = re.sub(r":[^.]+", "", expression.split("#")[-1] if expression.startswith("http") and "#" in expression else expression)
+            if kind == "extension":
+                if parent_url is not None and expression == parent_url:
+                    return True
+                continue
+            if expr in names:
+                return True
+            # 'Address.line' names the element of a data type wherever it is used ('Patient.address.line')
+            head, _, rest = expr.partition(".")
+            if rest and head[:1].isupper() and not self.plans.is_resource_type(head) and path.endswith("." + rest):
+                return True
+        return False
+
+    def _reference(self, node: Node, x: dict[str, Any], loc: str, ctx: WalkState) -> None:
         ref = x.get("reference")
         target: str | None = None
         resolved = False
@@ -475,12 +583,12 @@ class ElementWalker:
                 # only the URL says so; HAPI too judges the type of a target it cannot resolve as advice
                 ctx.sink.append(Issue("warning", STRUCTURE, loc, f"the reference points to a {target}, but this element expects one of ({allowed})", "reference-target"))
 
-    def probe_context(self, sink: list[Issue], ctx: _Ctx) -> _Ctx:
+    def probe_context(self, sink: list[Issue], ctx: WalkState) -> WalkState:
         """A fresh walk state sharing ``ctx``'s resource, for trying an item against a slice's profile."""
-        return _Ctx(sink, ctx.resource, ctx.root, ctx.bundle, ctx.contained)
+        return WalkState(sink, ctx.resource, ctx.root, ctx.bundle, ctx.contained)
 
     # -- invariants -----------------------------------------------------------------------------------
-    def _run_pending(self, ctx: _Ctx, stripped_resource: Any, root: Any) -> None:
+    def _run_pending(self, ctx: WalkState, stripped_resource: Any, root: Any) -> None:
         if not ctx.pending:
             return
         resource = stripped_resource
@@ -509,6 +617,14 @@ class ElementWalker:
 def _type_issue(x: Any, loc: str, msg: str) -> Issue:
     code = VALUE if isinstance(x, (str, int, float)) and not isinstance(x, bool) else STRUCTURE
     return Issue("error", code, loc, msg, "type")
+
+
+def _decoded_size(data: str) -> int | None:
+    """The number of bytes a base64 value decodes to (None when it is not valid base64)."""
+    try:
+        return len(binascii.a2b_base64("".join(data.split()).encode("ascii"), strict_mode=True))
+    except (binascii.Error, ValueError, UnicodeEncodeError):
+        return None
 
 
 def _strip_ids(x: Any) -> Any:

@@ -12,15 +12,30 @@ two slices is an error, as in the HL7 validator ("matches more than one slice").
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, Sequence
 
+from fhir_so.references import BundleIndex
+from fhir_so.validation.bindings import Terminology
 from fhir_so.validation.findings import STRUCTURE, Issue
 from fhir_so.validation.native import path_values
-from fhir_so.validation.plan import MISSING, Discriminator, Node
+from fhir_so.validation.plan import MISSING, Discriminator, Node, PlanRegistry
 from fhir_so.validation.primitives import as_list
+from fhir_so.validation.walkstate import WalkState
 
-if TYPE_CHECKING:
-    from fhir_so.validation.profile import ElementWalker, _Ctx
+
+class Walker(Protocol):
+    """What the slice matcher needs from the element walker (which owns it): no import of profile.py."""
+
+    plans: PlanRegistry
+    terminology: Terminology
+
+    def value(self, node: Node, code: str, x: Any, loc: str, ctx: WalkState) -> Any: ...
+
+    def complex(self, node: Node, code: str, value: Any, loc: str, ctx: WalkState, *, is_resource: bool = False) -> Any: ...
+
+    def resource(self, res: Any, loc: str, sink: list[Issue], *, profiles: Sequence[str] = ..., bundle: BundleIndex | None = ...) -> None: ...
+
+    def probe_context(self, sink: list[Issue], ctx: WalkState) -> WalkState: ...
 
 _UNRESOLVED: Any = object()
 
@@ -28,11 +43,11 @@ _UNRESOLVED: Any = object()
 class SliceMatcher:
     """Matches list items to slices; caches the element a discriminator path names in each slice."""
 
-    def __init__(self, walker: "ElementWalker") -> None:
+    def __init__(self, walker: Walker) -> None:
         self._walker = walker
         self._targets: dict[tuple[int, str], Node | None] = {}
 
-    def walk(self, node: Node, code: str, items: list[Any], loc: str, ctx: "_Ctx", prim_ext: Any) -> list[Any] | None:
+    def walk(self, node: Node, code: str, items: list[Any], loc: str, ctx: WalkState, prim_ext: Any) -> list[Any] | None:
         """Validate the items of a sliced element; returns the stripped items when any changed."""
         slicing = node.slicing
         assert slicing is not None  # the walker calls this only for sliced elements
@@ -92,11 +107,11 @@ class SliceMatcher:
         return new
 
     # -- matching ------------------------------------------------------------------------------------------
-    def matches(self, s: Node, discriminators: tuple[Discriminator, ...], code: str, x: Any, ctx: "_Ctx") -> bool:
+    def matches(self, s: Node, discriminators: tuple[Discriminator, ...], code: str, x: Any, ctx: WalkState) -> bool:
         """True when the item fits the slice on every discriminator that can be evaluated."""
         return self.match(s, discriminators, code, x, ctx) is not False
 
-    def match(self, s: Node, discriminators: tuple[Discriminator, ...], code: str, x: Any, ctx: "_Ctx") -> bool | None:
+    def match(self, s: Node, discriminators: tuple[Discriminator, ...], code: str, x: Any, ctx: WalkState) -> bool | None:
         """True: the item fits the slice; False: it does not; None: it fits on every discriminator that could be evaluated."""
         sure = True
         for d in discriminators:
@@ -157,7 +172,14 @@ class SliceMatcher:
                         return False
                     probe: list[Issue] = []
                     if isinstance(v, dict) and "resourceType" in v:
-                        self._walker.resource(v, "probe", probe, profiles=profiles[:1], bundle=ctx.bundle)
+                        # a slice may allow several types, each with its profile: the item's type picks one
+                        rt = v.get("resourceType")
+                        own = [p for p in profiles if (plan := self._walker.plans.plan(p)) is not None and plan.type == rt]
+                        if not own:
+                            return False
+                        if not any(self._conforms_to(v, p, ctx) for p in own):
+                            return False
+                        continue
                     else:
                         plan = self._walker.plans.plan(profiles[0])
                         if plan is None:
@@ -170,7 +192,7 @@ class SliceMatcher:
                 sure = False  # a discriminator kind this matcher does not know
         return True if sure else None
 
-    def _match_resolved(self, s: Node, kind: str, x: Any, ctx: "_Ctx") -> bool | None:
+    def _match_resolved(self, s: Node, kind: str, x: Any, ctx: WalkState) -> bool | None:
         """A 'type' or 'profile' discriminator on resolve(): the referenced resource, found in the Bundle or contained."""
         if kind not in ("type", "profile") or not s.target_profiles:
             return None
@@ -219,6 +241,11 @@ class SliceMatcher:
         systems = [c.get("system") for c in codings if isinstance(c, dict) and isinstance(c.get("code"), str)]
         terminology = self._walker.terminology
         return bool(systems) and all(isinstance(sy, str) and terminology.system_codes(sy) is None for sy in systems)
+
+    def _conforms_to(self, resource: dict[str, Any], profile: str, ctx: WalkState) -> bool:
+        probe: list[Issue] = []
+        self._walker.resource(resource, "probe", probe, profiles=(profile,), bundle=ctx.bundle)
+        return self._conforms(probe, resource)
 
     def _target(self, s: Node, path: str) -> Node | None:
         key = (id(s), path)

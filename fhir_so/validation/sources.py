@@ -16,6 +16,8 @@ import orjson
 
 from fhir_so.errors import InputError
 from fhir_so.jsonio import MAX_JSON_FILE_BYTES, open_regular, read_limited
+from fhir_so.validation.findings import STRUCTURE, Issue
+from fhir_so.validation.lenient import LenientError, parse_lenient
 
 NDJSON_SUFFIXES = (".ndjson", ".jsonl")
 JSON_SUFFIXES = (".json",)
@@ -31,6 +33,8 @@ class Input:
     resource: Any = None
     error: InputError | None = None
     line: int | None = None
+    #: what was wrong in how the JSON was written (comments, missing quotes or commas) when it could still be read
+    issues: tuple[Issue, ...] = ()
 
     @property
     def uri(self) -> str:
@@ -81,8 +85,13 @@ def _lines(fh: BinaryIO, limit: int) -> Iterator[tuple[int, bytes | None]]:
         yield n, raw
 
 
-def iter_file(path: Path) -> Iterator[Input]:
+def iter_file(path: Path, *, allow_comments: bool = False) -> Iterator[Input]:
     """The resources of one file: a .ndjson/.jsonl file line by line, any other file as one JSON resource.
+
+    A JSON file that strict JSON rejects is read again leniently (comments, names or values without
+    quotes, a comma missing or too many): when that succeeds the resource is validated and each such
+    departure is an error finding (comments are accepted with ``allow_comments``); otherwise the
+    file is bad input, as before.
 
     Only regular files are read (a device, FIFO or socket is an input error, before any read);
     a JSON file of more than ``MAX_JSON_FILE_BYTES`` and an NDJSON line of more than
@@ -121,7 +130,16 @@ def iter_file(path: Path) -> Iterator[Input]:
     try:
         yield Input(source, _object(parse(data, source), source, "$"))
     except InputError as err:
-        yield Input(source, error=err)
+        try:
+            value, departures = parse_lenient(data, allow_comments=allow_comments)
+        except (LenientError, RecursionError):
+            yield Input(source, error=err)
+            return
+        if not isinstance(value, dict):
+            yield Input(source, error=err)
+            return
+        found = tuple(Issue("error", STRUCTURE, where, f"not valid JSON: {msg}", "json") for where, msg in departures)
+        yield Input(source, value, issues=found)
 
 
 def iter_inputs(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Input]:

@@ -4,12 +4,16 @@ The walker already checks everything the schema does, and more (the schema misse
 primitives, dates that do not exist, objects typed as objects). So the schema runs only on
 resources the walker passed: one fast ``is_valid`` against the full schema (about 7 µs); if
 it fails, the per-type schema is compiled (once) to say where, as ``json-schema`` errors.
+
+The official R4 schema has errata, which the validator passes in as a predicate: an ``enum`` on
+a code whose binding is only extensible (``Expression.language``), and ``_x`` properties it does
+not list (``Questionnaire.item._answerValueSet``); the walker judges those elements itself.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 
@@ -20,8 +24,10 @@ from fhir_so.validation.findings import STRUCTURE, Issue
 class SchemaLayer:
     """The pruned official R4 JSON schema, compiled lazily on first use."""
 
-    def __init__(self, schema_path: Path) -> None:
+    def __init__(self, schema_path: Path, erratum: Callable[[str, list[Any], str], bool] | None = None) -> None:
         self.path = schema_path
+        #: says whether a schema error is one of the schema's known errata (then it is dropped)
+        self.erratum = erratum
         self._schema: dict[str, Any] | None = None
         self._full: Any = None
         self._per_type: dict[str, Any] = {}
@@ -52,6 +58,8 @@ class SchemaLayer:
             self._per_type[rt] = typed
         found = []
         for err in typed.iter_errors(resource):
+            if self.erratum is not None and self.erratum(rt, list(err.instance_path), err.message):
+                continue
             where = loc or rt
             for part in err.instance_path:
                 where += f"[{part}]" if isinstance(part, int) else f".{part}"

@@ -39,6 +39,10 @@ class ValidatorOptions:
     now: datetime | None = None
     #: the pruned R4 JSON schema (``PackageCache.r4_json_schema_path()``); None skips that layer
     json_schema: Path | None = None
+    #: URL prefixes of extensions accepted without a definition (the HL7 validator's allowed extension domains)
+    extension_domains: tuple[str, ...] = ()
+    #: accept unknown extensions with example URLs (example.org, acme.com)
+    allow_examples: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,9 +71,18 @@ class Validator:
         self.plans = PlanRegistry(definitions)
         self.terminology = Terminology(definitions)
         self.invariants = InvariantEngine()
-        self.walker = ElementWalker(self.plans, self.terminology, self.invariants, check_codes=self.options.check_codes, forced=self.profiles)
+        self.walker = ElementWalker(
+            self.plans,
+            self.terminology,
+            self.invariants,
+            check_codes=self.options.check_codes,
+            forced=self.profiles,
+            extension_domains=self.options.extension_domains,
+            allow_examples=self.options.allow_examples,
+            now=self.options.now,
+        )
         self.rules = BusinessRules(self.options.now)
-        self.schema = SchemaLayer(self.options.json_schema) if self.options.json_schema is not None else None
+        self.schema = SchemaLayer(self.options.json_schema, self._schema_erratum) if self.options.json_schema is not None else None
 
     def check_profiles(self) -> None:
         """Compile the forced profiles now, so a broken or unknown one fails before any input is read."""
@@ -92,6 +105,28 @@ class Validator:
         yield from sink
         if self.options.business_rules and isinstance(resource, dict) and resource.get("resourceType") == "Bundle":
             yield from self.rules.check(resource, location or "Bundle")
+
+    def _schema_erratum(self, resource_type: str, instance_path: list[Any], message: str) -> bool:
+        """True for a JSON schema error that is an erratum of the R4 schema (see :mod:`structure`)."""
+        if "'_" in message and "unexpected" in message:
+            return True  # a primitive's _x extension the schema does not list: the walker checked it
+        if "is not one of" not in message:
+            return False
+        node: Any = None
+        plan = self.plans.plan(resource_type)
+        if plan is None:
+            return False
+        node, code = plan.root, resource_type
+        for part in instance_path:
+            if isinstance(part, int):
+                continue
+            children = node.children if node.children is not None else getattr(self.plans.type_root(code), "children", None)
+            entry = (children or {}).get(str(part))
+            if entry is None:
+                return False
+            node, code = entry
+        # the schema lists the codes of every binding as an enum; only a required binding closes them
+        return node.binding is not None and node.binding[0] != "required"
 
     @staticmethod
     def _holds(resource: dict[str, Any], resource_type: str) -> bool:
@@ -121,7 +156,7 @@ class Validator:
                 yield Result(item, [])
                 continue
             try:
-                issues = list(self.iter_issues(item.resource))
+                issues = [*item.issues, *self.iter_issues(item.resource)]
             except ProfileError as err:
                 # a profile the resource declares is broken: this input cannot be judged (bad input)
                 yield Result(Input(item.source, error=err, line=item.line), [])
