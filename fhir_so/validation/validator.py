@@ -21,10 +21,16 @@ from fhir_so.validation.findings import STRUCTURE, Issue, best_issue
 from fhir_so.validation.outcome import to_operation_outcome
 from fhir_so.validation.plan import PlanRegistry
 from fhir_so.validation.profile import ElementWalker
+from fhir_so.validation.questionnaire import QuestionnaireChecker
 from fhir_so.validation.rules import BusinessRules
 from fhir_so.validation.snapshot import DefinitionSource
 from fhir_so.validation.structure import SchemaLayer
 from fhir_so.validation.sources import Input, iter_inputs
+
+
+# resource types that are, or can carry, a QuestionnaireResponse to check against its Questionnaire
+# (besides any resource with contained resources)
+_MAY_HOLD_RESPONSES = frozenset({"QuestionnaireResponse", "Bundle", "Parameters"})
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,7 @@ class Validator:
         self.walker = ElementWalker(self.plans, self.terminology, self.invariants, check_codes=self.options.check_codes)
         self.walker.forced = self.profiles
         self.rules = BusinessRules(self.options.now)
+        self.questionnaires = QuestionnaireChecker(definitions, self.terminology, self.plans.is_resource_type)
         self.schema = SchemaLayer(self.options.json_schema) if self.options.json_schema is not None else None
 
     def check_profiles(self) -> None:
@@ -85,6 +92,8 @@ class Validator:
                 if plan is not None and plan.type != rt and not self._holds(resource, plan.type):
                     sink.append(Issue("error", STRUCTURE, location or rt, f"profile {url} is for {plan.type}, and this input holds none", "profile-type"))
         self.walker.resource(resource, location, sink)
+        if isinstance(resource, dict) and ("contained" in resource or (isinstance(resource.get("resourceType"), str) and resource["resourceType"] in _MAY_HOLD_RESPONSES)):
+            sink.extend(self.questionnaires.issues(resource, location))
         if self.schema is not None and isinstance(resource, dict) and not any(i.is_error for i in sink):
             sink.extend(self.schema.issues(resource, location))
         yield from sink
