@@ -28,12 +28,12 @@ from fhir_so.validation.findings import (
     VALUE,
     Issue,
 )
+from fhir_so.validation.narrative import NarrativeChecker
 from fhir_so.validation.native import NATIVE_EXPRESSIONS, compile_simple
 from fhir_so.validation.plan import MISSING, Constraint, Node, PlanRegistry
 from fhir_so.validation.primitives import CHECKERS, as_dict, as_list, json_type
 from fhir_so.validation.slicing import SliceMatcher, matches_pattern
 
-_TAGS = re.compile(r"<[^>]*>")
 _REF_TYPE = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/[A-Za-z0-9\-.]{1,64}(?:/_history/[A-Za-z0-9\-.]{1,64})?$")
 _RESOURCE_TYPES = frozenset({"Resource", "DomainResource"})
 # data types whose verdict depends on the value and the element only (values holding a reference excepted)
@@ -97,6 +97,7 @@ class ElementWalker:
         self.invariants = invariants
         self.check_codes = check_codes
         self.slices = SliceMatcher(self)
+        self.narrative = NarrativeChecker()
         #: profiles every resource of their type is checked against (``--profile``)
         self.forced: tuple[str, ...] = ()
         self._reported_skips: set[str] = set()
@@ -370,8 +371,8 @@ class ElementWalker:
                 sink.extend(self.terminology.check_binding(node.binding[0], node.binding[1], code, x, loc))
             if node.max_length is not None and isinstance(x, str) and len(x) > node.max_length:
                 sink.append(Issue("error", VALUE, loc, f"the value is longer than the maximum length {node.max_length}", "max-length"))
-            if code == "xhtml" and isinstance(x, str) and not _TAGS.sub("", x).strip() and "<img" not in x:
-                sink.append(Issue("error", INVARIANT, loc, "txt-2: the narrative SHALL have some non-whitespace content", "txt-2"))
+            if code == "xhtml" and isinstance(x, str):
+                sink.extend(self.narrative.issues(x, loc))  # txt-1, txt-2 and the XHTML rules (narrative.py)
             if node.constraints:
                 ctx.pending.append((node.constraints, x, code, loc))
             return x
