@@ -59,6 +59,7 @@ class Terminology:
         self._systems: dict[str, frozenset[str] | None] = {}
         self._displays: dict[str, dict[str, frozenset[str]] | None] = {}
         self._properties: dict[str, dict[str, dict[str, list[str]]] | None] = {}
+        self._supplements: dict[str, bool] = {}
 
     # -- code systems --------------------------------------------------------------------------------
     def system_codes(self, system: str) -> frozenset[str] | None:
@@ -73,6 +74,16 @@ class Terminology:
             codes = frozenset(c for c, _ in _walk_concepts(cs["concept"], ()))
         self._systems[system] = codes
         return codes
+
+    def is_supplement(self, system: str) -> bool:
+        """True when the local CodeSystem at that URL is a supplement (which a Coding cannot name)."""
+        try:
+            return self._supplements[system]
+        except KeyError:
+            pass
+        cs = self._defs.code_system(system)
+        hit = self._supplements[system] = cs is not None and (cs.get("content") == "supplement" or isinstance(cs.get("supplements"), str))
+        return hit
 
     def displays(self, system: str) -> dict[str, frozenset[str]] | None:
         """code -> its accepted displays (display and designations, whitespace-normalised, lower case)
@@ -317,6 +328,9 @@ class Terminology:
             if form.fullmatch(code) is None:
                 # the code system is not available offline: a wrong form is advice, as HAPI gives none
                 yield Issue("warning", CODE_INVALID, loc + ".code", f"{code!r} does not have the form of a code of {system}", "code-form")
+            return
+        if self.is_supplement(system):
+            yield Issue("error", CODE_INVALID, loc + ".system", f"CodeSystem {system} is a supplement, so can't be used as a value in Coding.system", "code-supplement")
             return
         codes = self.system_codes(system)
         if codes is not None and code not in codes:
