@@ -25,6 +25,8 @@ _FORMS: dict[str, re.Pattern[str]] = {
     term.LOINC: re.compile(r"(LP|LA)?[0-9]{1,8}-[0-9]"),
     term.MIME_TYPES: re.compile(r"[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+(\s*;.*)?", re.IGNORECASE),
     term.LANGUAGES: re.compile(r"[a-zA-Z]{2,8}(-[a-zA-Z0-9]{1,8})*"),
+    # UCUM's syntax, not its unit table: printable ASCII without spaces, [] unnested, {} annotations
+    term.UCUM: re.compile(r"(?:[!-Z\\^-z|~]|\[[!-Z\\^-z|~]*\]|\{[^{}]*\})+"),
 }
 
 

@@ -26,6 +26,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
+from fhir_so import terminology as term
 from fhir_so.validation.bindings import Terminology
 from fhir_so.validation.findings import (
     CODE_INVALID,
@@ -49,7 +50,6 @@ EXT_MIMETYPE, EXT_MAX_SIZE = EXT + "mimeType", EXT + "maxSize"
 EXT_UNIT_OPTION, EXT_UNIT_VALUESET = EXT + "questionnaire-unitOption", EXT + "questionnaire-unitValueSet"
 EXT_ALLOWED_RESOURCE = EXT + "questionnaire-referenceResource"
 EXT_EXCLUSIVE = EXT + "questionnaire-optionExclusive"
-UCUM = "http://unitsofmeasure.org"
 
 # item.type -> the answer value[x] types it takes (R4 "choice"/"open-choice" as the Java validator reads them)
 _ANSWER_TYPES: dict[str, tuple[str, ...]] = {
@@ -74,7 +74,7 @@ _VALUE_KEYS = {
     "valueAttachment": "Attachment", "valueCoding": "Coding", "valueQuantity": "Quantity", "valueReference": "Reference",
 }
 _REF_TYPE = re.compile(r"(?:^|/)([A-Za-z][A-Za-z0-9]*)/[^/]+(?:/_history/[^/]+)?$")
-_SYSTEM_NAMES = {UCUM: "UCUM", "http://snomed.info/sct": "SNOMED"}
+_SYSTEM_NAMES = {term.UCUM: "UCUM", term.SNOMED: "SNOMED"}
 
 
 def _list(value: Any) -> list[Any]:
