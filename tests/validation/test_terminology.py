@@ -202,3 +202,9 @@ def test_filter_values(definitions: Any, flt: dict[str, Any], message: str) -> N
 def test_good_filters_pass(definitions: Any) -> None:
     good = vs("http://example.org/vs/f", {"property": "warm", "op": "=", "value": "true"}, {"property": "concept", "op": "is-a", "value": "red"})
     assert vs_issues(definitions, good) == []
+
+
+@pytest.mark.parametrize(("code", "ok"), [("mg/dL", True), ("mm[Hg]", True), ("{beats}/min", True), ("10*3/uL", True), ("kg m", False), ("m[", False)])
+def test_ucum_codes_are_checked_for_form(tx: Terminology, code: str, ok: bool) -> None:
+    found = [i.rule for i in tx.check_coding({"system": "http://unitsofmeasure.org", "code": code}, "X")]
+    assert found == ([] if ok else ["code-form"])
