@@ -62,6 +62,7 @@ class Terminology:
         self._displays: dict[str, dict[str, frozenset[str]] | None] = {}
         self._properties: dict[str, dict[str, dict[str, list[str]]] | None] = {}
         self._supplements: dict[str, bool] = {}
+        self._tho: bool | None = None
 
     # -- code systems --------------------------------------------------------------------------------
     def system_codes(self, system: str) -> frozenset[str] | None:
@@ -76,6 +77,14 @@ class Terminology:
             codes = frozenset(c for c, _ in _walk_concepts(cs["concept"], ()))
         self._systems[system] = codes
         return codes
+
+    def _tho_loaded(self) -> bool:
+        """True when an HL7 Terminology package is among the loaded ones (its code systems are current)."""
+        if self._tho is None:
+            packages = getattr(self._defs, "packages", None)
+            names = [getattr(p, "name", "") for p in packages] if isinstance(packages, list) else []
+            self._tho = any(isinstance(n, str) and n.startswith(term.THO_PACKAGE) for n in names)
+        return self._tho
 
     def is_supplement(self, system: str) -> bool:
         """True when the local CodeSystem at that URL is a supplement (which a Coding cannot name)."""
@@ -336,6 +345,11 @@ class Terminology:
             return
         codes = self.system_codes(system)
         if codes is not None and code not in codes:
+            if system.startswith(term.THO_CODE_SYSTEMS) and not self._tho_loaded():
+                # core R4 ships 2019 copies of the HL7 Terminology code systems; codes added since are
+                # valid for the HL7 validator (it asks the current terminology), so only advise here
+                yield Issue("warning", CODE_INVALID, loc + ".code", f"unknown code {code!r} in the copy of {system} shipped with core R4; it may be a newer code: load hl7.terminology.r4 (--package) to check it", "code-unknown")
+                return
             yield Issue("error", CODE_INVALID, loc + ".code", f"unknown code {code!r} in the code system {system}", "code-unknown")
             return
         if codes is not None and isinstance(coding.get("display"), str):

@@ -208,3 +208,15 @@ def test_good_filters_pass(definitions: Any) -> None:
 def test_ucum_codes_are_checked_for_form(tx: Terminology, code: str, ok: bool) -> None:
     found = [i.rule for i in tx.check_coding({"system": "http://unitsofmeasure.org", "code": code}, "X")]
     assert found == ([] if ok else ["code-form"])
+
+
+def test_unknown_code_in_cores_copy_of_hl7_terminology_is_advice(validator: Validator) -> None:
+    # core R4 ships 2019 copies of terminology.hl7.org code systems: a newer code is only a warning
+    consent_purpose = {"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "NOT-A-2019-CODE"}
+    obs = {"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "valueCodeableConcept": {"coding": [consent_purpose]}}
+    issues = list(validator.iter_issues(obs))
+    assert ("code-unknown", "Observation.value.coding[0].code") in warnings(issues)
+    assert "code-unknown" not in rules(issues, "error")
+    # outside terminology.hl7.org an unknown code in a complete local CodeSystem stays an error
+    gender = {**obs, "valueCodeableConcept": {"coding": [{"system": "http://hl7.org/fhir/administrative-gender", "code": "nope"}]}}
+    assert ("code-unknown", "Observation.value.coding[0].code") in errors(validator.iter_issues(gender))
