@@ -217,3 +217,22 @@ def test_a_malformed_questionnaire_gives_findings_not_exceptions(definitions: An
     q = questionnaire({"linkId": ["not", "a", "string"], "type": {"x": 1}, "item": "nope", "enableWhen": [{"question": [1]}]})
     qr = response({"linkId": "q1", "answer": [{"valueBoolean": True}]})
     check(definitions, q, qr)  # must not raise
+
+
+def test_cli_finds_the_questionnaire_in_a_package_folder(tmp_path: Any, definitions: Any) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from fhir_so.cli import cli
+
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "package.json").write_text(json.dumps({"name": "forms.example", "version": "0.0.1", "fhirVersions": ["4.0.1"], "dependencies": {"hl7.fhir.r4.core": "4.0.1"}}))
+    (pkg / "Questionnaire-intake.json").write_text(json.dumps(questionnaire({"linkId": "q1", "type": "string", "maxLength": 2})))
+    qr = tmp_path / "qr.json"
+    qr.write_text(json.dumps(response({"linkId": "q1", "answer": [{"valueString": "too long"}]})))
+    with_pkg = CliRunner().invoke(cli, ["validate", str(qr), "--package", str(pkg)])
+    assert with_pkg.exit_code == 1 and "longer then the allowed maximum length of 2" in with_pkg.output, with_pkg.output
+    without = CliRunner().invoke(cli, ["validate", str(qr)])
+    assert without.exit_code == 0 and "could not be resolved" in without.output, without.output
