@@ -210,6 +210,8 @@ class QuestionnaireChecker:
         rt = res.get("resourceType")
         if rt == "QuestionnaireResponse":
             self._response(res, loc, bundle, container, sink)
+        elif rt == "Questionnaire":
+            self._questionnaire(res, loc, sink)
         if rt == "Bundle" and isinstance(res.get("entry"), list):
             inner: list[dict[str, Any]] = [e["resource"] for e in res["entry"] if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
             for i, e in enumerate(res["entry"]):
@@ -223,6 +225,8 @@ class QuestionnaireChecker:
             for i, c in enumerate(res["contained"]):
                 if isinstance(c, dict) and c.get("resourceType") == "QuestionnaireResponse":
                     self._response(c, f"{loc}.contained[{i}]", bundle, res, sink)
+                elif isinstance(c, dict) and c.get("resourceType") == "Questionnaire":
+                    self._questionnaire(c, f"{loc}.contained[{i}]", sink)
 
     def _find(self, url: str, qr: dict[str, Any], bundle: list[dict[str, Any]] | None, container: dict[str, Any] | None) -> tuple[dict[str, Any] | None, dict[str, Any] | None, str | None]:
         """(Questionnaire, its container, or the type of another resource found at that URL)."""
@@ -248,6 +252,45 @@ class QuestionnaireChecker:
             if get(base) is not None:
                 return None, None, rt
         return None, None, None
+
+    # -- the questionnaire itself ---------------------------------------------------------------------------
+    def _questionnaire(self, q: dict[str, Any], loc: str, sink: list[Issue]) -> None:
+        """enableWhen targets: present, not the item itself nor inside it, and (advice) before it."""
+        order: dict[int, int] = {}  # document (pre-)order of every item
+        by_link: dict[str, dict[str, Any]] = {}
+        items: list[tuple[dict[str, Any], str, tuple[int, ...]]] = []
+
+        def walk(level: list[Any], at: str, ancestors: tuple[int, ...]) -> None:
+            for i, it in enumerate(level):
+                if isinstance(it, dict):
+                    order[id(it)] = len(order)
+                    if isinstance(it.get("linkId"), str):
+                        by_link.setdefault(it["linkId"], it)
+                    items.append((it, f"{at}.item[{i}]", ancestors))
+                    walk(_list(it.get("item")), f"{at}.item[{i}]", (*ancestors, id(it)))
+
+        try:
+            walk(_list(q.get("item")), loc, ())
+        except RecursionError:
+            return  # absurdly deep nesting: the structure checks have their say
+        for it, where, ancestors in items:
+            for ew in _list(it.get("enableWhen")):
+                if not isinstance(ew, dict):
+                    continue
+                ql = ew.get("question")
+                if not isinstance(ql, str):
+                    sink.append(Issue("error", "business-rule", where, "Questions with an enableWhen must have a value for the question link", "q-enable-when"))
+                    continue
+                if _inner(it, ql):
+                    sink.append(Issue("error", "business-rule", where, "Questions with an enableWhen cannot refer to an inner question for its enableWhen condition", "q-enable-when"))
+                    continue
+                target = by_link.get(ql)
+                if target is None:
+                    sink.append(Issue("error", "business-rule", where, f"Unable to find an item with the linkId '{ql}' which is referenced in the enableWhen for '{it.get('linkId')}'", "q-enable-when"))
+                elif target is it:
+                    sink.append(Issue("error", "business-rule", where, "Target for this question enableWhen can't reference itself", "q-enable-when"))
+                elif id(target) not in ancestors and order[id(target)] > order[id(it)]:
+                    sink.append(Issue("warning", "business-rule", where, f"The target of this enableWhen rule ({ql}) comes after the question itself", "q-enable-when"))
 
     # -- the response ---------------------------------------------------------------------------------------
     def _response(self, qr: dict[str, Any], loc: str, bundle: list[dict[str, Any]] | None, container: dict[str, Any] | None, sink: list[Issue]) -> None:
@@ -680,6 +723,14 @@ class QuestionnaireChecker:
             else:
                 return
         yield from _find_answers(focus, question)
+
+
+def _inner(item: dict[str, Any], link: str) -> bool:
+    """True when an item nested in ``item`` has that linkId."""
+    for child in _list(item.get("item")):
+        if isinstance(child, dict) and (child.get("linkId") == link or _inner(child, link)):
+            return True
+    return False
 
 
 def _find_answers(focus: dict[str, Any], question: str) -> Iterator[dict[str, Any]]:

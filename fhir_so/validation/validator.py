@@ -31,7 +31,7 @@ from fhir_so.validation.sources import Input, iter_inputs
 
 # resource types that are, or can carry, a QuestionnaireResponse to check against its Questionnaire
 # (besides any resource with contained resources)
-_MAY_HOLD_RESPONSES = frozenset({"QuestionnaireResponse", "Bundle", "Parameters"})
+_MAY_HOLD_RESPONSES = frozenset({"QuestionnaireResponse", "Questionnaire", "Bundle", "Parameters"})
 # likewise for the CodeSystem / ValueSet definition checks
 _MAY_HOLD_TERMINOLOGY = frozenset({"CodeSystem", "ValueSet", "Bundle"})
 

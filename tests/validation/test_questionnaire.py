@@ -236,3 +236,19 @@ def test_cli_finds_the_questionnaire_in_a_package_folder(tmp_path: Any, definiti
     assert with_pkg.exit_code == 1 and "longer then the allowed maximum length of 2" in with_pkg.output, with_pkg.output
     without = CliRunner().invoke(cli, ["validate", str(qr)])
     assert without.exit_code == 0 and "could not be resolved" in without.output, without.output
+
+
+def test_questionnaire_enable_when_targets(validator: Validator) -> None:
+    def q_issues(*items: dict[str, Any]) -> list[Any]:
+        return [i for i in validator.iter_issues(questionnaire(*items)) if i.rule == "q-enable-when"]
+
+    first = {"linkId": "a", "type": "boolean"}
+    assert q_issues(first, {"linkId": "b", "type": "string", "enableWhen": [{"question": "a", "operator": "exists", "answerBoolean": True}]}) == []
+    missing = q_issues(first, {"linkId": "b", "type": "string", "enableWhen": [{"question": "zz", "operator": "exists", "answerBoolean": True}]})
+    assert [(i.severity, i.expression, i.message) for i in missing] == [("error", "Questionnaire.item[1]", "Unable to find an item with the linkId 'zz' which is referenced in the enableWhen for 'b'")]
+    itself = q_issues({"linkId": "a", "type": "boolean", "enableWhen": [{"question": "a", "operator": "exists", "answerBoolean": True}]})
+    assert [i.message for i in itself] == ["Target for this question enableWhen can't reference itself"]
+    inner = q_issues({"linkId": "g", "type": "group", "enableWhen": [{"question": "c", "operator": "exists", "answerBoolean": True}], "item": [{"linkId": "c", "type": "boolean"}]})
+    assert [i.message for i in inner] == ["Questions with an enableWhen cannot refer to an inner question for its enableWhen condition"]
+    after = q_issues({"linkId": "b", "type": "string", "enableWhen": [{"question": "a", "operator": "exists", "answerBoolean": True}]}, first)
+    assert [(i.severity, i.message) for i in after] == [("warning", "The target of this enableWhen rule (a) comes after the question itself")]
