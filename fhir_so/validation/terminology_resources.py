@@ -37,6 +37,7 @@ KNOWN_PROPERTIES: dict[str, str] = {
 }
 _ABSOLUTE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:\S+")
 _CODING_LITERAL = re.compile(r"[^#\s]+#\S+")
+_CODING_LEGACY = re.compile(r"[a-zA-Z][a-zA-Z0-9+.\-]*:[^\s|]+\|\S+")
 _DATETIME = re.compile(r"([0-9]{4})(-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]|3[0-1])(T([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?(Z|(\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00))?)?)?)?")
 _PRIMITIVE_VALUES = frozenset({"Code", "String", "Boolean", "DateTime", "Decimal", "Integer"})
 _PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
@@ -237,6 +238,11 @@ class TerminologyResourceChecker:
             ptype = declared.get(prop) or KNOWN_PROPERTIES.get(prop)
         values = [v for v in value.split(",")] if op in ("in", "not-in") else [value]
         for v in values:
+            if ptype == "Coding" and "#" not in v and _CODING_LEGACY.fullmatch(v):
+                # the search-style system|code the Java validator accepts with a warning, then reads as system#code
+                sink.append(Issue("warning", INVALID, at, f"The value for a filter based on property '{prop}' should be in the format system(|version)#code, not the coding search pattern '{v}'", "vs-filter"))
+                head, _, tail = v.rpartition("|")
+                v = f"{head}#{tail}"
             msg = self._filter_value(prop, v, ptype, system, codes)
             if msg is not None:
                 sink.append(Issue("error", INVALID, at, msg, "vs-filter"))

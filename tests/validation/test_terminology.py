@@ -220,3 +220,18 @@ def test_unknown_code_in_cores_copy_of_hl7_terminology_is_advice(validator: Vali
     # outside terminology.hl7.org an unknown code in a complete local CodeSystem stays an error
     gender = {**obs, "valueCodeableConcept": {"coding": [{"system": "http://hl7.org/fhir/administrative-gender", "code": "nope"}]}}
     assert ("code-unknown", "Observation.value.coding[0].code") in errors(validator.iter_issues(gender))
+
+
+def test_coding_filter_values(definitions: Any) -> None:
+    cs = {**COLOURS, "url": "http://example.org/coded", "property": [{"code": "kind", "type": "Coding"}], "concept": [{"code": "a", "display": "A"}]}
+    v = Validator(Overlay(definitions, [COLOURS, cs]))
+
+    def issues(value: str) -> list[Any]:
+        vset = {"resourceType": "ValueSet", "url": "http://example.org/vs/c", "status": "active",
+                "compose": {"include": [{"system": "http://example.org/coded", "filter": [{"property": "kind", "op": "=", "value": value}]}]}}
+        return [i for i in v.iter_issues(vset) if i.rule == "vs-filter"]
+
+    assert issues(f"{CS_URL}#red") == []
+    assert [i.severity for i in issues(f"{CS_URL}|red")] == ["warning"], "the search-style system|code is accepted with a warning"
+    assert any(i.is_error and "must be in the format system(|version)#code" in i.message for i in issues("red"))
+    assert any(i.is_error and "which is not a valid code" in i.message for i in issues(f"{CS_URL}#mauve"))
