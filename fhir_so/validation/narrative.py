@@ -20,7 +20,7 @@ from __future__ import annotations
 import html.entities
 import re
 import xml.etree.ElementTree as ET
-from typing import Iterator
+from typing import Any, Iterator
 
 from fhir_so.validation.findings import INVALID, INVARIANT, Issue
 
@@ -167,3 +167,123 @@ def _walk(node: ET.Element, out: list[Finding], *, in_para: bool, parent_ns: str
             continue  # comments and processing instructions (ElementTree drops them by default)
         illegal = _walk(child, out, in_para=in_para or name == "p", parent_ns=ns) or illegal
     return illegal
+
+
+# -- internal links ---------------------------------------------------------------------------------------
+
+#: (href, where in the div, the link's text) of every '#...' link, and the ids and names it may point to
+Links = tuple[tuple[tuple[str, str, str], ...], tuple[str, ...]]
+
+
+def narrative_links(text: str) -> Links:
+    """Internal links (``<a href="#x">``) of one div and the anchors it offers (``@id``, ``a/@name``)."""
+    if "#" not in text and "id=" not in text and "name=" not in text:
+        return (), ()
+    bad: list[str] = []
+    try:
+        root = ET.fromstring(_entities(text, bad)) if not _DECLARATION.search(text) else None
+    except ET.ParseError:
+        root = None
+    if root is None:
+        return (), ()
+    links: list[tuple[str, str, str]] = []
+    anchors: list[str] = []
+
+    def walk(node: ET.Element, path: str) -> None:
+        _, name = _split(node.tag)
+        here = f"{path}/{name}" if path else name
+        ident = node.attrib.get("id")
+        if ident is not None:
+            anchors.append(ident)
+        if name == "a":
+            if node.attrib.get("name") is not None and node.attrib.get("name") != ident:
+                anchors.append(node.attrib["name"])
+            href = node.attrib.get("href")
+            if href is not None and href.startswith("#") and href != "#":
+                links.append((href, here, " ".join("".join(node.itertext()).split())))
+        for child in node:
+            if isinstance(child.tag, str):
+                walk(child, here)
+
+    walk(root, "")
+    return tuple(links), tuple(anchors)
+
+
+class NarrativeLinkChecker:
+    """``<a href="#x">`` in a narrative must resolve: to an element or resource id, or an anchor of a
+    narrative, in the resource (contained ones included) or else in the enclosing Bundle, as the Java
+    validator resolves it ("Hyperlink ... does not resolve"; more than one target is a warning)."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, Links] = {}
+
+    def _links(self, text: str) -> Links:
+        hit = self._cache.get(text)
+        if hit is None:
+            hit = narrative_links(text)
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[text] = hit
+        return hit
+
+    def issues(self, resource: Any, loc: str) -> list[Issue]:
+        """Findings for the internal links of every narrative in ``resource`` (entries and contained ones too)."""
+        out: list[Issue] = []
+        if not isinstance(resource, dict):
+            return out
+        divs: list[tuple[dict[str, Any], str, str]] = []  # (resource, its location, div)
+        _divs(resource, loc or str(resource.get("resourceType")), divs, depth=0)
+        if not any(self._links(d)[0] for _, _, d in divs):
+            return out
+        bundle_targets: dict[str, int] | None = None
+        for res, at, div in divs:
+            links, _ = self._links(div)
+            if not links:
+                continue
+            targets = self._targets(res)
+            for href, where, label in links:
+                count = targets.get(href[1:], 0)
+                if count == 0 and resource.get("resourceType") == "Bundle" and res is not resource:
+                    if bundle_targets is None:
+                        bundle_targets = self._targets(resource)
+                    count = bundle_targets.get(href[1:], 0)
+                if count == 0:
+                    out.append(Issue("error", INVALID, f"{at}.text.div", f"Hyperlink '{href}' at '{where}' for '{label}' does not resolve", "xhtml-link"))
+                elif count > 1:
+                    out.append(Issue("warning", INVALID, f"{at}.text.div", f"Hyperlink '{href}' at '{where}' for '{label}' resolves to multiple targets ({count})", "xhtml-link"))
+        return out
+
+    def _targets(self, res: dict[str, Any]) -> dict[str, int]:
+        """How many times each fragment is offered: ids of elements and resources, narrative anchors."""
+        counts: dict[str, int] = {}
+        stack: list[Any] = [res]
+        while stack:
+            cur = stack.pop()
+            if isinstance(cur, dict):
+                for k, v in cur.items():
+                    if k == "id" and isinstance(v, str):
+                        counts[v] = counts.get(v, 0) + 1
+                    elif k == "div" and isinstance(v, str):
+                        for a in self._links(v)[1]:
+                            counts[a] = counts.get(a, 0) + 1
+                    elif isinstance(v, (dict, list)):
+                        stack.append(v)
+            elif isinstance(cur, list):
+                stack.extend(x for x in cur if isinstance(x, (dict, list)))
+        return counts
+
+
+def _divs(res: dict[str, Any], loc: str, out: list[tuple[dict[str, Any], str, str]], *, depth: int) -> None:
+    if depth > 8:
+        return
+    text = res.get("text")
+    if isinstance(text, dict) and isinstance(text.get("div"), str):
+        out.append((res, loc, text["div"]))
+    for key in ("contained", "entry", "parameter"):
+        items = res.get(key)
+        if not isinstance(items, list):
+            continue
+        for i, item in enumerate(items):
+            inner = item if key == "contained" else (item.get("resource") if isinstance(item, dict) else None)
+            if isinstance(inner, dict) and isinstance(inner.get("resourceType"), str):
+                _divs(inner, f"{loc}.{key}[{i}]" + ("" if key == "contained" else ".resource"), out, depth=depth + 1)

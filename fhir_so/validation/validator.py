@@ -18,6 +18,7 @@ from fhir_so.errors import ProfileError
 from fhir_so.validation.bindings import Terminology
 from fhir_so.validation.fhirpath import InvariantEngine
 from fhir_so.validation.findings import STRUCTURE, Issue, best_issue
+from fhir_so.validation.narrative import NarrativeLinkChecker
 from fhir_so.validation.outcome import to_operation_outcome
 from fhir_so.validation.plan import PlanRegistry
 from fhir_so.validation.profile import ElementWalker
@@ -78,6 +79,7 @@ class Validator:
         self.rules = BusinessRules(self.options.now)
         self.questionnaires = QuestionnaireChecker(definitions, self.terminology, self.plans.is_resource_type)
         self.terminology_resources = TerminologyResourceChecker(definitions, self.terminology)
+        self.narrative_links = NarrativeLinkChecker()
         self.schema = SchemaLayer(self.options.json_schema) if self.options.json_schema is not None else None
 
     def check_profiles(self) -> None:
@@ -104,6 +106,7 @@ class Validator:
                 sink.extend(self.questionnaires.issues(resource, location))
             if contained or rt in _MAY_HOLD_TERMINOLOGY:
                 sink.extend(self.terminology_resources.issues(resource, location))
+            sink.extend(self.narrative_links.issues(resource, location))
         if self.schema is not None and isinstance(resource, dict) and not any(i.is_error for i in sink):
             sink.extend(self.schema.issues(resource, location))
         yield from sink

@@ -88,3 +88,28 @@ def test_checker_caches_verdicts_per_text() -> None:
     second = list(checker.issues(div, "B.text.div"))
     assert [i.message for i in first] == [i.message for i in second]
     assert {i.expression for i in second} == {"B.text.div"}
+
+
+def test_internal_links_must_resolve(validator: Validator) -> None:
+    def links(res: dict[str, Any]) -> list[tuple[str, str, str]]:
+        return [(i.severity, i.expression, i.message) for i in validator.iter_issues(res) if i.rule == "xhtml-link"]
+
+    ok = patient(f'<div {NS}><p id="top">Doe</p><a href="#top">up</a> <a href="#p1">me</a></div>')
+    assert links({**ok, "id": "p1"}) == []
+    broken = patient(f'<div {NS}><table><tr><td><a href="#nowhere">see  there</a></td></tr></table></div>')
+    assert links(broken) == [("error", "Patient.text.div", "Hyperlink '#nowhere' at 'div/table/tr/td/a' for 'see there' does not resolve")]
+    twice = patient(f'<div {NS}><p id="x">a</p><span id="x">b</span><a href="#x">x</a></div>')
+    assert [s for s, _, _ in links(twice)] == ["warning"]
+
+
+def test_internal_links_resolve_in_contained_resources_and_the_bundle(validator: Validator) -> None:
+    to_contained = {**patient(f'<div {NS}><a href="#org1">org</a></div>'), "contained": [{"resourceType": "Organization", "id": "org1", "name": "Clinic"}],
+                    "managingOrganization": {"reference": "#org1"}}
+    assert not [i for i in validator.iter_issues(to_contained) if i.rule == "xhtml-link"]
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": "urn:uuid:6c3e6a8e-5d3a-4f7e-9a53-2a6f0f2d8b01", "resource": patient(f'<div {NS}><a href="#sec">elsewhere</a></div>')},
+        {"fullUrl": "urn:uuid:6c3e6a8e-5d3a-4f7e-9a53-2a6f0f2d8b02", "resource": {**patient(f'<div {NS}><p id="sec">section</p></div>')}},
+    ]}
+    assert not [i for i in validator.iter_issues(bundle) if i.rule == "xhtml-link"]
+    lonely = {**bundle, "entry": bundle["entry"][:1]}
+    assert [i.expression for i in validator.iter_issues(lonely) if i.rule == "xhtml-link"] == ["Bundle.entry[0].resource.text.div"]
