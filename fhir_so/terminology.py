@@ -69,7 +69,11 @@ SD_DIAGNOSTIC_REPORT: Final = f"{CANONICAL}/StructureDefinition/so-diagnostic-re
 # --- standard code systems -----------------------------------------------------------------
 SNOMED: Final = "http://snomed.info/sct"
 LOINC: Final = "http://loinc.org"
+UCUM: Final = "http://unitsofmeasure.org"
 ICD10: Final = "http://hl7.org/fhir/sid/icd-10"
+# HL7 Terminology (THO): where terminology.hl7.org CodeSystems live, and its package
+THO_CODE_SYSTEMS: Final = "http://terminology.hl7.org/CodeSystem/"
+THO_PACKAGE: Final = "hl7.terminology"
 V2_0336: Final = "http://terminology.hl7.org/CodeSystem/v2-0336"
 V3_ACT_REASON: Final = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
 V3_PARTICIPATION_TYPE: Final = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"

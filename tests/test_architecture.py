@@ -37,7 +37,8 @@ SIBLING_ORDER = {
     "mapping": ["graph", "common", "narrative", "parties", "consent", "coverage", "diagnostic_report", "document_reference", "service_request"],
     "validation": [
         "findings", "primitives", "fhirpath", "snapshot", "lenient", "limits", "sources", "loading", "native", "bindings",
-        "plan", "structure", "bundles", "walkstate", "slicing", "profile", "rules", "outcome", "validator",
+        "plan", "structure", "bundles", "narrative", "questionnaire", "terminology_resources", "walkstate", "slicing", "profile",
+        "rules", "outcome", "validator",
     ],
     "workflow": [
         "state", "provenance", "consent", "pull", "push", "remote_validate", "run_validation", "profiles_install", "transfer", "demo",

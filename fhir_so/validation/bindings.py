@@ -25,6 +25,8 @@ _FORMS: dict[str, re.Pattern[str]] = {
     term.LOINC: re.compile(r"(LP|LA)?[0-9]{1,8}-[0-9]"),
     term.MIME_TYPES: re.compile(r"[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+(\s*;.*)?", re.IGNORECASE),
     term.LANGUAGES: re.compile(r"[a-zA-Z]{2,8}(-[a-zA-Z0-9]{1,8})*"),
+    # UCUM's syntax, not its unit table: printable ASCII without spaces, [] unnested, {} annotations
+    term.UCUM: re.compile(r"(?:[!-Z\\^-z|~]|\[[!-Z\\^-z|~]*\]|\{[^{}]*\})+"),
 }
 
 
@@ -57,6 +59,10 @@ class Terminology:
         self._defs = definitions
         self._expansions: dict[str, Expansion | None] = {}
         self._systems: dict[str, frozenset[str] | None] = {}
+        self._displays: dict[str, dict[str, frozenset[str]] | None] = {}
+        self._properties: dict[str, dict[str, dict[str, list[str]]] | None] = {}
+        self._supplements: dict[str, bool] = {}
+        self._tho: bool | None = None
 
     # -- code systems --------------------------------------------------------------------------------
     def system_codes(self, system: str) -> frozenset[str] | None:
@@ -71,6 +77,63 @@ class Terminology:
             codes = frozenset(c for c, _ in _walk_concepts(cs["concept"], ()))
         self._systems[system] = codes
         return codes
+
+    def _tho_loaded(self) -> bool:
+        """True when an HL7 Terminology package is among the loaded ones (its code systems are current)."""
+        if self._tho is None:
+            packages = getattr(self._defs, "packages", None)
+            names = [getattr(p, "name", "") for p in packages] if isinstance(packages, list) else []
+            self._tho = any(isinstance(n, str) and n.startswith(term.THO_PACKAGE) for n in names)
+        return self._tho
+
+    def is_supplement(self, system: str) -> bool:
+        """True when the local CodeSystem at that URL is a supplement (which a Coding cannot name)."""
+        try:
+            return self._supplements[system]
+        except KeyError:
+            pass
+        cs = self._defs.code_system(system)
+        hit = self._supplements[system] = cs is not None and (cs.get("content") == "supplement" or isinstance(cs.get("supplements"), str))
+        return hit
+
+    def displays(self, system: str) -> dict[str, frozenset[str]] | None:
+        """code -> its accepted displays (display and designations, whitespace-normalised, lower case)
+        for a complete local CodeSystem, or None when it is not available offline."""
+        try:
+            return self._displays[system]
+        except KeyError:
+            pass
+        out: dict[str, frozenset[str]] | None = None
+        cs = self._defs.code_system(system)
+        if cs is not None and cs.get("content") == "complete" and isinstance(cs.get("concept"), list):
+            out = {}
+            for concept in _walk_concept_objects(cs["concept"]):
+                names = [concept.get("display")]
+                names += [d.get("value") for d in concept.get("designation") or () if isinstance(d, dict)]
+                out[concept["code"]] = frozenset(_norm(n) for n in names if isinstance(n, str))
+        self._displays[system] = out
+        return out
+
+    def _concept_properties(self, system: str) -> dict[str, dict[str, list[str]]] | None:
+        """code -> property code -> its values as strings, for a local CodeSystem (filters use it)."""
+        try:
+            return self._properties[system]
+        except KeyError:
+            pass
+        out: dict[str, dict[str, list[str]]] | None = None
+        cs = self._defs.code_system(system)
+        if cs is not None and isinstance(cs.get("concept"), list):
+            out = {}
+            for concept in _walk_concept_objects(cs["concept"]):
+                props: dict[str, list[str]] = {}
+                for p in concept.get("property") or ():
+                    if isinstance(p, dict) and isinstance(p.get("code"), str):
+                        v = next((str(x).lower() if isinstance(x, bool) else (x.get("code") if isinstance(x, dict) else str(x)) for k, x in p.items() if k.startswith("value")), None)
+                        if v is not None:
+                            props.setdefault(p["code"], []).append(v)
+                out[concept["code"]] = props
+        self._properties[system] = out
+        return out
 
     def _descendants(self, system: str, root: str, include_self: bool) -> set[str] | None:
         cs = self._defs.code_system(system)
@@ -97,6 +160,14 @@ class Terminology:
             exp = None  # a malformed ValueSet counts as one that is not available (the binding says so)
         self._expansions[key] = exp
         return exp
+
+    def expand_resource(self, vs: dict[str, Any]) -> Expansion | None:
+        """The expansion of a ValueSet given as a resource (a contained one, say), or None when it is malformed."""
+        url = str(vs["url"]) if isinstance(vs.get("url"), str) else "#" + str(vs.get("id"))
+        try:
+            return self._expand(url, vs, frozenset({url}))
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError):
+            return None
 
     def _expand(self, url: str, vs: dict[str, Any], seen: frozenset[str]) -> Expansion:
         pairs: set[tuple[str, str]] = set()
@@ -150,27 +221,61 @@ class Terminology:
         return pairs, open_systems
 
     def _filtered(self, system: str, filters: list[Any]) -> set[str] | None:
+        """The codes of a local CodeSystem that pass every filter; None when one cannot be evaluated offline."""
         result: set[str] | None = None
         for f in filters:
-            if not isinstance(f, dict) or f.get("property") not in ("concept", "code"):
+            if not isinstance(f, dict) or not isinstance(f.get("property"), str):
                 return None
-            op, value = f.get("op"), str(f.get("value"))
-            if op == "is-a":
-                codes = self._descendants(system, value, True)
-            elif op == "descendent-of":
-                codes = self._descendants(system, value, False)
-            elif op == "=":
-                codes = {value}
-            elif op == "is-not-a":
-                every = self.system_codes(system)
-                below = self._descendants(system, value, True)
-                codes = None if every is None or below is None else set(every) - below
-            else:
-                return None
+            codes = self._filter(system, f["property"], f.get("op"), str(f.get("value")))
             if codes is None:
                 return None
             result = codes if result is None else result & codes
         return result
+
+    def _filter(self, system: str, prop: str, op: Any, value: str) -> set[str] | None:
+        if prop in ("concept", "code"):
+            if op == "is-a":
+                return self._descendants(system, value, True)
+            if op == "descendent-of":
+                return self._descendants(system, value, False)
+            if op == "=":
+                return {value}
+            if op == "is-not-a":
+                every = self.system_codes(system)
+                below = self._descendants(system, value, True)
+                return None if every is None or below is None else set(every) - below
+            if op in ("in", "not-in"):
+                listed = {v.strip() for v in value.split(",")}
+                if op == "in":
+                    return listed
+                every = self.system_codes(system)
+                return None if every is None else set(every) - listed
+            if op == "regex":
+                every = self.system_codes(system)
+                pattern = _regex(value)
+                return None if every is None or pattern is None else {c for c in every if pattern.fullmatch(c)}
+            return None
+        # a filter on a concept property: only a complete local CodeSystem can answer it
+        if self.system_codes(system) is None:
+            return None
+        props = self._concept_properties(system)
+        if props is None:
+            return None
+        if op == "=":
+            return {c for c, p in props.items() if value in p.get(prop, ())}
+        if op == "exists":
+            want = value.lower() == "true"
+            return {c for c, p in props.items() if (prop in p) == want}
+        if op in ("in", "not-in"):
+            listed = {v.strip() for v in value.split(",")}
+            hit = {c for c, p in props.items() if listed & set(p.get(prop, ()))}
+            return hit if op == "in" else set(props) - hit
+        if op == "regex":
+            pattern = _regex(value)
+            if pattern is None:
+                return None
+            return {c for c, p in props.items() if any(pattern.fullmatch(v) for v in p.get(prop, ()))}
+        return None
 
     # -- checks ----------------------------------------------------------------------------------------
     def check_binding(self, strength: str, vs_url: str, type_code: str, value: Any, loc: str) -> Iterator[Issue]:
@@ -235,9 +340,34 @@ class Terminology:
                 # the code system is not available offline: a wrong form is advice, as HAPI gives none
                 yield Issue("warning", CODE_INVALID, loc + ".code", f"{code!r} does not have the form of a code of {system}", "code-form")
             return
+        if self.is_supplement(system):
+            yield Issue("error", CODE_INVALID, loc + ".system", f"CodeSystem {system} is a supplement, so can't be used as a value in Coding.system", "code-supplement")
+            return
         codes = self.system_codes(system)
         if codes is not None and code not in codes:
+            if system.startswith(term.THO_CODE_SYSTEMS) and not self._tho_loaded():
+                # core R4 ships 2019 copies of the HL7 Terminology code systems; codes added since are
+                # valid for the HL7 validator (it asks the current terminology), so only advise here
+                yield Issue("warning", CODE_INVALID, loc + ".code", f"unknown code {code!r} in the copy of {system} shipped with core R4; it may be a newer code: load hl7.terminology.r4 (--package) to check it", "code-unknown")
+                return
             yield Issue("error", CODE_INVALID, loc + ".code", f"unknown code {code!r} in the code system {system}", "code-unknown")
+            return
+        if codes is not None and isinstance(coding.get("display"), str):
+            yield from self.check_display(coding, loc + ".display")
+
+    def check_display(self, coding: dict[str, Any], loc: str) -> Iterator[Issue]:
+        """An error when a Coding's display is none of the code's display and designations in a local
+        complete CodeSystem (case and runs of whitespace ignored), as the HL7 validator reports it."""
+        system, code, display = coding.get("system"), coding.get("code"), coding.get("display")
+        if not isinstance(system, str) or not isinstance(code, str) or not isinstance(display, str):
+            return
+        table = self.displays(system)
+        names = table.get(code) if table is not None else None
+        if not names or _norm(display) in names:
+            return
+        cs = self._defs.code_system(system) or {}
+        valid = next((c.get("display") for c in _walk_concept_objects(cs.get("concept") or []) if c.get("code") == code), None)
+        yield Issue("error", CODE_INVALID, loc, f"Wrong Display Name '{display}' for {system}#{code}. Valid display is '{valid}'", "display")
 
 
 def _walk_concepts(concepts: list[Any], ancestors: tuple[str, ...]) -> Iterator[tuple[str, tuple[str, ...]]]:
@@ -247,6 +377,26 @@ def _walk_concepts(concepts: list[Any], ancestors: tuple[str, ...]) -> Iterator[
         yield c["code"], ancestors
         if isinstance(c.get("concept"), list):
             yield from _walk_concepts(c["concept"], (*ancestors, c["code"]))
+
+
+def _walk_concept_objects(concepts: list[Any]) -> Iterator[dict[str, Any]]:
+    for c in concepts:
+        if not isinstance(c, dict) or not isinstance(c.get("code"), str):
+            continue
+        yield c
+        if isinstance(c.get("concept"), list):
+            yield from _walk_concept_objects(c["concept"])
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split()).lower()
+
+
+def _regex(pattern: str) -> re.Pattern[str] | None:
+    try:
+        return re.compile(pattern)
+    except re.error:
+        return None
 
 
 def _walk_contains(contains: list[Any]) -> Iterator[tuple[str, str]]:

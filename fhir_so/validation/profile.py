@@ -33,13 +33,13 @@ from fhir_so.validation.findings import (
     Issue,
 )
 from fhir_so.validation.limits import violation
+from fhir_so.validation.narrative import NarrativeChecker
 from fhir_so.validation.native import NATIVE_EXPRESSIONS, compile_simple
 from fhir_so.validation.plan import MISSING, Constraint, Node, PlanRegistry
 from fhir_so.validation.primitives import CHECKERS, as_dict, as_list, json_type
 from fhir_so.validation.slicing import SliceMatcher, matches_pattern
 from fhir_so.validation.walkstate import WalkState
 
-_TAGS = re.compile(r"<[^>]*>")
 _RESOURCE_TYPES = frozenset({"Resource", "DomainResource"})
 _HL7_EXTENSION_BASES = ("http://hl7.org/fhir/",)
 # data types whose verdict depends on the value and the element only (values holding a reference excepted)
@@ -67,6 +67,7 @@ class ElementWalker:
         self.invariants = invariants
         self.check_codes = check_codes
         self.slices = SliceMatcher(self)
+        self.narrative = NarrativeChecker()
         #: profiles every resource of their type is checked against (``--profile``)
         self.forced: tuple[str, ...] = tuple(forced)
         self._reported_skips: set[str] = set()
@@ -366,8 +367,8 @@ class ElementWalker:
                 sink.append(Issue("error", VALUE, loc, f"the value is longer than the maximum length {node.max_length}", "max-length"))
             if node.min_value is not None or node.max_value is not None:
                 self._limits(node, code, x, loc, sink)
-            if code == "xhtml" and isinstance(x, str) and not _TAGS.sub("", x).strip() and "<img" not in x:
-                sink.append(Issue("error", INVARIANT, loc, "txt-2: the narrative SHALL have some non-whitespace content", "txt-2"))
+            if code == "xhtml" and isinstance(x, str):
+                sink.extend(self.narrative.issues(x, loc))  # txt-1, txt-2 and the XHTML rules (narrative.py)
             if node.constraints:
                 ctx.pending.append((node.constraints, x, code, loc))
             return x

@@ -19,13 +19,23 @@ from fhir_so.errors import ProfileError
 from fhir_so.validation.bindings import Terminology
 from fhir_so.validation.fhirpath import InvariantEngine
 from fhir_so.validation.findings import STRUCTURE, Issue, best_issue
+from fhir_so.validation.narrative import NarrativeLinkChecker
 from fhir_so.validation.outcome import to_operation_outcome
 from fhir_so.validation.plan import PlanRegistry
 from fhir_so.validation.profile import ElementWalker
+from fhir_so.validation.questionnaire import QuestionnaireChecker
+from fhir_so.validation.terminology_resources import TerminologyResourceChecker
 from fhir_so.validation.rules import BusinessRules
 from fhir_so.validation.snapshot import DefinitionSource
 from fhir_so.validation.structure import SchemaLayer
 from fhir_so.validation.sources import Input, iter_inputs
+
+
+# resource types that are, or can carry, a QuestionnaireResponse to check against its Questionnaire
+# (besides any resource with contained resources)
+_MAY_HOLD_RESPONSES = frozenset({"QuestionnaireResponse", "Questionnaire", "Bundle", "Parameters"})
+# likewise for the CodeSystem / ValueSet definition checks
+_MAY_HOLD_TERMINOLOGY = frozenset({"CodeSystem", "ValueSet", "Bundle"})
 
 
 @dataclass(frozen=True)
@@ -82,6 +92,9 @@ class Validator:
             now=self.options.now,
         )
         self.rules = BusinessRules(self.options.now)
+        self.questionnaires = QuestionnaireChecker(definitions, self.terminology, self.plans.is_resource_type)
+        self.terminology_resources = TerminologyResourceChecker(definitions, self.terminology)
+        self.narrative_links = NarrativeLinkChecker()
         self.schema = SchemaLayer(self.options.json_schema, self._schema_erratum) if self.options.json_schema is not None else None
 
     def check_profiles(self) -> None:
@@ -100,6 +113,15 @@ class Validator:
                 if plan is not None and plan.type != rt and not self._holds(resource, plan.type):
                     sink.append(Issue("error", STRUCTURE, location or rt, f"profile {url} is for {plan.type}, and this input holds none", "profile-type"))
         self.walker.resource(resource, location, sink)
+        if isinstance(resource, dict):
+            rt = resource.get("resourceType")
+            rt = rt if isinstance(rt, str) else ""
+            contained = "contained" in resource
+            if contained or rt in _MAY_HOLD_RESPONSES:
+                sink.extend(self.questionnaires.issues(resource, location))
+            if contained or rt in _MAY_HOLD_TERMINOLOGY:
+                sink.extend(self.terminology_resources.issues(resource, location))
+            sink.extend(self.narrative_links.issues(resource, location))
         if self.schema is not None and isinstance(resource, dict) and not any(i.is_error for i in sink):
             sink.extend(self.schema.issues(resource, location))
         yield from sink
