@@ -16,6 +16,7 @@ import json
 import re
 from typing import Any
 
+_MAX_NUMBER_CHARS = 1000
 _NUMBER = re.compile(rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _STRING = re.compile(rb'"(?:[^"\\\x00-\x1f]|\\.)*"', re.S)
 _BARE = re.compile(rb"[A-Za-z_$][A-Za-z0-9_$\-.]*")
@@ -79,7 +80,12 @@ class _Reader:
         if m and c != -1:
             self.pos = m.end()
             text = m.group().decode()
-            return json.loads(text)
+            if len(text) > _MAX_NUMBER_CHARS:  # Python refuses to convert such integers; no FHIR number is near
+                raise self.fail(f"a number of {len(text):,} characters")
+            try:
+                return json.loads(text)
+            except ValueError as exc:
+                raise self.fail(f"bad number ({exc})") from None
         m = _BARE.match(self.data, self.pos)
         if m:
             self.pos = m.end()
