@@ -209,6 +209,7 @@ class ElementWalker:
         sink = ctx.sink
         out: dict[str, Any] | None = None
         choice_seen: dict[int, str] = {}
+        entry_parent = ctx.ext_parent
         if "extension" in value or "modifierExtension" in value:
             if ctx.primitive_parent is not None and code == "Element":
                 ctx.ext_parent = ctx.primitive_parent
@@ -313,6 +314,7 @@ class ElementWalker:
             ctx.pending.append((cons, stripped, path, loc))
         if out is not None:
             ctx.stripped = True
+        ctx.ext_parent = entry_parent  # the next sibling (a second extension, say) sits where this one did
         return stripped
 
     def _target_types(self, node: Node) -> tuple[str, ...] | None:
