@@ -55,8 +55,9 @@ class Expansion:
 class Terminology:
     """Expands ValueSets and looks codes up in CodeSystems of the loaded packages, with caches."""
 
-    def __init__(self, definitions: DefinitionSource) -> None:
+    def __init__(self, definitions: DefinitionSource, *, wrong_display: str = "error") -> None:
         self._defs = definitions
+        self._wrong_display = wrong_display
         self._expansions: dict[str, Expansion | None] = {}
         self._systems: dict[str, frozenset[str] | None] = {}
         self._displays: dict[str, dict[str, frozenset[str]] | None] = {}
@@ -367,7 +368,7 @@ class Terminology:
             return
         cs = self._defs.code_system(system) or {}
         valid = next((c.get("display") for c in _walk_concept_objects(cs.get("concept") or []) if c.get("code") == code), None)
-        yield Issue("error", CODE_INVALID, loc, f"Wrong Display Name '{display}' for {system}#{code}. Valid display is '{valid}'", "display")
+        yield Issue(self._wrong_display, CODE_INVALID, loc, f"Wrong Display Name '{display}' for {system}#{code}. Valid display is '{valid}'", "display")
 
 
 def _walk_concepts(concepts: list[Any], ancestors: tuple[str, ...]) -> Iterator[tuple[str, tuple[str, ...]]]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Literal, Sequence
 
 from fhir_so.errors import ProfileError
 from fhir_so.validation.bindings import Terminology
@@ -53,6 +53,8 @@ class ValidatorOptions:
     extension_domains: tuple[str, ...] = ()
     #: accept unknown extensions with example URLs (example.org, acme.com)
     allow_examples: bool = True
+    #: severity of a display that does not match its CodeSystem (the HL7 validator's -display-issues-are-warnings)
+    wrong_display: Literal["error", "warning"] = "error"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +81,7 @@ class Validator:
         self.profiles = tuple(profiles)
         self.options = options or ValidatorOptions()
         self.plans = PlanRegistry(definitions)
-        self.terminology = Terminology(definitions)
+        self.terminology = Terminology(definitions, wrong_display=self.options.wrong_display)
         self.invariants = InvariantEngine()
         self.walker = ElementWalker(
             self.plans,

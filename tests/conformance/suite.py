@@ -76,6 +76,7 @@ class Step:
     extension_domains: tuple[str, ...] = ()
     allow_examples: bool = True
     allow_comments: bool = False
+    wrong_display: str = "error"  # the manifest's "wrong-displays"
 
     @property
     def id(self) -> str:
@@ -195,7 +196,8 @@ def steps(suite: Path, cache: PackageCache | None = None) -> list[Step]:
             else:
                 category = "core"
             domains = tuple(_as_list(case.get("allowed-extension-domains")) + ([case["allowed-extension-domain"]] if isinstance(case.get("allowed-extension-domain"), str) else []))
-            out.append(Step(name, kind, case["file"], module, pkgs, supp, source, expected, category, reason, domains, case.get("examples") is not False, case.get("allow-comments") is True))
+            out.append(Step(name, kind, case["file"], module, pkgs, supp, source, expected, category, reason, domains, case.get("examples") is not False, case.get("allow-comments") is True,
+                            "warning" if case.get("wrong-displays") == "warning" else "error"))
     return out
 
 
@@ -227,7 +229,7 @@ class Runner:
         self.cache = cache or PackageCache()
         self.core = self.cache.definitions()
         self.options = ValidatorOptions(business_rules=False, json_schema=self.cache.r4_json_schema_path())
-        self._validators: dict[tuple[tuple[str, ...], tuple[str, ...], str | None, tuple[str, ...], bool], Validator] = {}
+        self._validators: dict[tuple[tuple[str, ...], tuple[str, ...], str | None, tuple[str, ...], bool, str], Validator] = {}
 
     def _definitions(self, packages: tuple[str, ...], supporting: tuple[str, ...], extra: list[dict[str, Any]]) -> Definitions:
         if not packages and not supporting and not extra:
@@ -256,7 +258,7 @@ class Runner:
         return Definitions([*loaded, *self.core.packages])
 
     def validator(self, step: Step) -> Validator:
-        key = (step.packages, step.supporting, step.profile, step.extension_domains, step.allow_examples)
+        key = (step.packages, step.supporting, step.profile, step.extension_domains, step.allow_examples, step.wrong_display)
         found = self._validators.get(key)
         if found is not None:
             return found
@@ -269,7 +271,12 @@ class Runner:
                 sd = json.loads((self.suite / step.profile).read_text(encoding="utf-8"))
                 extra.append(sd)
                 profiles.append(str(sd.get("url")))
-        options = dataclasses.replace(self.options, extension_domains=step.extension_domains, allow_examples=step.allow_examples)
+        options = dataclasses.replace(
+            self.options,
+            extension_domains=step.extension_domains,
+            allow_examples=step.allow_examples,
+            wrong_display="warning" if step.wrong_display == "warning" else "error",
+        )
         validator = Validator(self._definitions(step.packages, step.supporting, extra), profiles, options)
         if len(self._validators) > 64:
             self._validators.clear()
