@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.hostile import loopback
+
 MODES = (
     "userinfo-next",
     "backslash-next",
@@ -109,32 +111,15 @@ class FakeServer:
             raise ValueError(f"unknown mode {self.mode!r}")
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+        def on_request(h: BaseHTTPRequestHandler, body: bytes) -> None:
+            fake.received.append(Received(h.command, h.path, dict(h.headers.items()), body))
+            fake.answer(h, body)
 
-            def log_message(self, format: str, *args: Any) -> None:  # quiet: pytest shows failures
-                pass
-
-            def _handle(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                fake.received.append(Received(self.command, self.path, dict(self.headers.items()), body))
-                fake.answer(self, body)
-
-            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _handle
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
+        self._server, self._thread = loopback.serve(on_request)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        loopback.stop(self._server, self._thread)
 
     # -- answers --------------------------------------------------------------------------
 
