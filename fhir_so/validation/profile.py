@@ -41,6 +41,7 @@ _TAGS = re.compile(r"<[^>]*>")
 _REF_TYPE = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/[A-Za-z0-9\-.]{1,64}(?:/_history/[A-Za-z0-9\-.]{1,64})?$")
 _RESOURCE_TYPES = frozenset({"Resource", "DomainResource"})
 _HL7_EXTENSION_BASES = ("http://hl7.org/fhir/",)
+_XVER = re.compile(r"http://hl7\.org/fhir/[0-9.]+/StructureDefinition/extension-")
 # data types whose verdict depends on the value and the element only (values holding a reference excepted)
 _MEMO_TYPES = frozenset({"Coding", "CodeableConcept", "Identifier", "Quantity", "Period", "HumanName", "ContactPoint", "Address", "Meta", "Annotation"})
 _MEMO_LIMIT = 100_000
@@ -466,7 +467,11 @@ class ElementWalker:
                 self._check_context(plan, node, loc, ctx)
                 return plan.root
         modifier = node.name == "modifierExtension"
-        if modifier:
+        if modifier and _XVER.match(url):
+            # a cross-version extension (an element of another FHIR version): the HL7 validator builds
+            # its definition from that version; without it, only its structure is checked here
+            ctx.sink.append(Issue("information", INFORMATIONAL, loc, f"cross-version modifier extension {url}: its definition is not loaded, so only its structure was checked", "extension-unknown"))
+        elif modifier:
             ctx.sink.append(Issue("error", STRUCTURE, loc, f"unknown modifier extension {url}: a modifier extension must be understood to process the resource", "extension-unknown"))
         elif (
             url.startswith(_HL7_EXTENSION_BASES) or url.startswith(self.extension_domains)
