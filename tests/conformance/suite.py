@@ -411,6 +411,14 @@ def scoreboard(outcomes: list[Outcome], skipped: list[Step]) -> str:
         "",
         *[f"- {line}" for line in tx.lines()],
         "",
+    ]
+    known = load_expected()
+    causes = Counter(known.get(o.step.id, {}).get("reason", "not listed in expected_disagreements.json") for o in outcomes if o.step.category == "core" and not o.agrees)
+    if causes:
+        lines += ["## Core R4 disagreements by cause (reasons from `expected_disagreements.json`)", ""]
+        lines += [f"- {count}: {reason}" for reason, count in sorted(causes.items(), key=lambda kv: (-kv[1], kv[0]))]
+        lines.append("")
+    lines += [
         f"## Skipped: {len(skipped)} steps",
         "",
     ]
