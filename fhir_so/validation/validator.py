@@ -70,8 +70,8 @@ class Validator:
         self.invariants = InvariantEngine()
         self.walker = ElementWalker(self.plans, self.terminology, self.invariants, check_codes=self.options.check_codes)
         self.walker.forced = self.profiles
-        self.walker.extension_domains = tuple(self.options.extension_domains)
-        self.walker.allow_examples = self.options.allow_examples
+        self.walker.extensions.domains = tuple(self.options.extension_domains)
+        self.walker.extensions.allow_examples = self.options.allow_examples
         self.walker.now = self.options.now
         self.rules = BusinessRules(self.options.now)
         self.schema = SchemaLayer(self.options.json_schema, self._schema_erratum) if self.options.json_schema is not None else None
