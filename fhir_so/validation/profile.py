@@ -456,6 +456,8 @@ class ElementWalker:
                 else:
                     target = ctx.root.get("resourceType") if isinstance(ctx.root, dict) else None
             elif ctx.bundle is not None:
+                if ref in ctx.bundle.ambiguous:
+                    ctx.sink.append(Issue("error", NOT_FOUND, loc, f"{ref} matches more than one entry of this Bundle (the same type and id under different fullUrls)", "reference-resolve"))
                 res = ctx.bundle.resolve(ref)
                 if res is not None:
                     target = str(res.get("resourceType"))

@@ -21,6 +21,8 @@ class BundleIndex:
     """A Bundle's entries by fullUrl (and by ``Type/id``), to resolve references inside it."""
 
     by_url: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: ``Type/id`` held by more than one entry: a relative reference to it is ambiguous
+    ambiguous: set[str] = field(default_factory=set)
 
     @classmethod
     def of(cls, bundle: dict[str, Any]) -> "BundleIndex":
@@ -36,7 +38,10 @@ class BundleIndex:
                 index.by_url[full] = res
             rt, rid = res.get("resourceType"), res.get("id")
             if isinstance(rt, str) and isinstance(rid, str):
-                index.by_url.setdefault(f"{rt}/{rid}", res)
+                key = f"{rt}/{rid}"
+                if key in index.by_url and index.by_url[key] is not res:
+                    index.ambiguous.add(key)
+                index.by_url.setdefault(key, res)
         return index
 
     def resolve(self, ref: str) -> dict[str, Any] | None:
