@@ -422,7 +422,7 @@ class ElementWalker:
                     sink.append(Issue("error", VALUE, loc, msg, f"{kind}-value"))
 
     def _primitive_extension(self, node: Node, key: str, ext: Any, val: Any, loc: str, ctx: WalkState) -> None:
-        at = f"{loc}._{key}"
+        at = f"{loc}.{key}"  # FHIRPath names the primitive, not its JSON _key (as the HL7 validator reports)
         elem_root = self.plans.type_root("Element")
         if elem_root is None:
             return
