@@ -62,9 +62,13 @@ class BundleIndex:
     def __init__(self, entries: list[Entry]) -> None:
         self.entries = entries
         self._by_name: dict[str, Entry] = {}
+        #: ``Type/id`` names held by more than one entry: a relative reference to one is ambiguous
+        self.ambiguous: set[str] = set()
         for entry in entries:
             for name in _names(entry):
-                self._by_name.setdefault(name, entry)
+                held = self._by_name.setdefault(name, entry)
+                if held is not entry and held.resource is not entry.resource and not name.startswith(("urn:", "http://", "https://")):
+                    self.ambiguous.add(name)
 
     @classmethod
     def of(cls, bundle: Mapping[str, Any], where: str = "Bundle") -> BundleIndex:

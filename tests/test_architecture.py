@@ -37,7 +37,7 @@ SIBLING_ORDER = {
     "mapping": ["graph", "common", "narrative", "parties", "consent", "coverage", "diagnostic_report", "document_reference", "service_request"],
     "validation": [
         "findings", "primitives", "fhirpath", "snapshot", "lenient", "limits", "sources", "loading", "native", "bindings",
-        "plan", "structure", "bundles", "narrative", "questionnaire", "terminology_resources", "walkstate", "slicing", "profile",
+        "plan", "structure", "bundles", "narrative", "questionnaire", "terminology_resources", "walkstate", "extensions", "slicing", "profile",
         "rules", "outcome", "validator",
     ],
     "workflow": [

@@ -20,6 +20,12 @@ MISSING: Any = object()
 #: invariants the validator checks natively (cheaper than FHIRPath, or beyond fhirpathpy)
 NATIVE_INVARIANTS = frozenset({"ele-1", "ext-1", "dom-2", "dom-3", "dom-4", "dom-5", "dom-6", "txt-1", "txt-2", "ref-1"})
 
+#: invariants of core R4 as published with a known error, and their corrected expression (the HL7
+#: validator applies the correction): que-12 says "more than one" but counts "> 2"
+INVARIANT_ERRATA: dict[tuple[str, str], str] = {
+    ("que-12", "enableWhen.count() > 2 implies enableBehavior.exists()"): "enableWhen.count() > 1 implies enableBehavior.exists()",
+}
+
 _FHIR_TYPE_EXT = "http://hl7.org/fhir/StructureDefinition/structuredefinition-fhir-type"
 _SD_PREFIX = "http://hl7.org/fhir/StructureDefinition/"
 
@@ -195,7 +201,8 @@ def _make_node(el: dict[str, Any], sd_type: str, is_root: bool) -> Node:
         if key in NATIVE_INVARIANTS:
             native.add(key)
         elif isinstance(c.get("expression"), str):
-            constraints.append(Constraint(key, str(c.get("severity") or "error"), str(c.get("human") or key), c["expression"]))
+            expression = INVARIANT_ERRATA.get((key, c["expression"]), c["expression"])
+            constraints.append(Constraint(key, str(c.get("severity") or "error"), str(c.get("human") or key), expression))
     base = as_dict(el.get("base"), {})
     base_max = base.get("max", el.get("max"))
     last = eid.rsplit(".", 1)[-1]

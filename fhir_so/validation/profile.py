@@ -23,7 +23,6 @@ from fhir_so.validation.bindings import Terminology
 from fhir_so.validation.bundles import bundle_issues
 from fhir_so.validation.fhirpath import InvariantEngine
 from fhir_so.validation.findings import (
-    INFORMATIONAL,
     INVARIANT,
     NOT_SUPPORTED,
     NOT_FOUND,
@@ -32,6 +31,7 @@ from fhir_so.validation.findings import (
     VALUE,
     Issue,
 )
+from fhir_so.validation.extensions import ExtensionChecker
 from fhir_so.validation.limits import violation
 from fhir_so.validation.narrative import NarrativeChecker
 from fhir_so.validation.native import NATIVE_EXPRESSIONS, compile_simple
@@ -41,7 +41,6 @@ from fhir_so.validation.slicing import SliceMatcher, matches_pattern
 from fhir_so.validation.walkstate import WalkState
 
 _RESOURCE_TYPES = frozenset({"Resource", "DomainResource"})
-_HL7_EXTENSION_BASES = ("http://hl7.org/fhir/",)
 # data types whose verdict depends on the value and the element only (values holding a reference excepted)
 _MEMO_TYPES = frozenset({"Coding", "CodeableConcept", "Identifier", "Quantity", "Period", "HumanName", "ContactPoint", "Address", "Meta", "Annotation"})
 _MEMO_LIMIT = 100_000
@@ -77,13 +76,10 @@ class ElementWalker:
         #: (element, type, JSON bytes) of small values that passed: bounded, cleared when full
         self._clean: set[tuple[int, str, bytes]] = set()
         self._targets: dict[tuple[int, str], tuple[str, ...] | None] = {}
-        #: extension domains whose unknown extensions are accepted (as the HL7 validator's -allowed-extension-domain)
-        self.extension_domains: tuple[str, ...] = tuple(extension_domains)
-        #: example URLs (example.org, acme.com) accepted as unknown extensions, as the HL7 validator does by default
-        self.allow_examples = allow_examples
+        #: extensions: found by url, checked for context and modifier flag
+        self.extensions = ExtensionChecker(plans, domains=extension_domains, allow_examples=allow_examples)
         #: "now" for limits relative to it (a maxValue Duration on a date); None: the clock
         self.now: datetime | None = now
-        self._context_ok: dict[tuple[str, str, str, str | None], bool] = {}
 
     # -- resources ---------------------------------------------------------------------------------
     def resource(
@@ -194,7 +190,7 @@ class ElementWalker:
             return value
         type_root: Node | None = None
         if code == "Extension":
-            node = self._extension_node(node, value, loc, ctx)
+            node = self.extensions.node(node, value, loc, ctx)
         children = node.children
         required, limited = node.required, node.limited
         if children is None:
@@ -441,7 +437,7 @@ class ElementWalker:
                     sink.append(Issue("error", VALUE, loc, msg, f"{kind}-value"))
 
     def _primitive_extension(self, node: Node, key: str, ext: Any, val: Any, loc: str, ctx: WalkState) -> None:
-        at = f"{loc}._{key}"
+        at = f"{loc}.{key}"  # FHIRPath names the primitive, not its JSON _key (as the HL7 validator reports)
         elem_root = self.plans.type_root("Element")
         if elem_root is None:
             return
@@ -460,92 +456,6 @@ class ElementWalker:
         else:
             self.complex(elem_root, "Element", ext, at, ctx)
 
-    def _extension_node(self, node: Node, value: dict[str, Any], loc: str, ctx: WalkState) -> Node:
-        url = value.get("url")
-        profiles = node.type_profiles.get("Extension", ())
-        for p in profiles:
-            plan = self.plans.plan(p)
-            if plan is not None:
-                self._check_context(plan, node, loc, ctx)
-                return plan.root
-        if not isinstance(url, str):
-            return node
-        has_ext, has_val = "extension" in value, any(k.startswith("value") for k in value)
-        if has_ext == has_val:
-            ctx.sink.append(Issue("error", INVARIANT, loc, "ext-1: an extension must have either extensions or a value[x], not both", "ext-1"))
-        if node.children is not None and node.path.startswith("Extension.extension"):
-            return node  # a sub-extension of a complex extension: checked against its own slice
-        if url.startswith(("http://", "https://", "urn:")):
-            plan = self.plans.plan(url)
-            if plan is not None and plan.type == "Extension":
-                self._check_context(plan, node, loc, ctx)
-                return plan.root
-        modifier = node.name == "modifierExtension"
-        if modifier:
-            ctx.sink.append(Issue("error", STRUCTURE, loc, f"unknown modifier extension {url}: a modifier extension must be understood to process the resource", "extension-unknown"))
-        elif (
-            url.startswith(_HL7_EXTENSION_BASES) or url.startswith(self.extension_domains)
-            or not url.startswith(("http:", "https:", "urn:"))
-            or (self.allow_examples and ("example.org" in url or "acme.com" in url))
-        ):
-            # HL7's own extensions (the extensions pack, cross-version ones) are known to the HL7
-            # validator even when no loaded package defines them: not an error here either
-            ctx.sink.append(Issue("information", INFORMATIONAL, loc, f"unknown extension {url}: not in any loaded package, so only its structure was checked", "extension-unknown"))
-        else:
-            ctx.sink.append(Issue("error", STRUCTURE, loc, f"the extension {url} could not be found (not in any loaded package), so it is not allowed here", "extension-unknown"))
-        return node
-
-    def _check_context(self, plan: Any, node: Node, loc: str, ctx: WalkState) -> None:
-        """The extension's definition says where it may be used (context) and whether it is a modifier."""
-        modifier = node.name == "modifierExtension"
-        if plan.is_modifier != modifier and node.name in ("extension", "modifierExtension") and not node.path.startswith("Extension.extension"):
-            where = "a modifierExtension" if modifier else "an extension"
-            ctx.sink.append(Issue("error", STRUCTURE, loc, f"the extension {plan.url} must not be used as {where} (it is {'' if plan.is_modifier else 'not '}a modifier extension)", "extension-modifier"))
-        if not plan.contexts:
-            return
-        path, code, parent_url = ctx.ext_parent
-        if not path and not code:
-            return
-        key = (plan.url, path, code, parent_url)
-        ok = self._context_ok.get(key)
-        if ok is None:
-            ok = self._context_ok[key] = self._context_allows(plan.contexts, path, code, parent_url)
-        if not ok:
-            allowed = ", ".join(e for _, e in plan.contexts)
-            here = path if path == code else f"{code}, {path}"
-            # the HL7 validator reads HL7's own extensions from the newer extensions pack, whose
-            # contexts are often wider (an element's parent): a mismatch there is only a warning
-            widened = plan.url.startswith(_HL7_EXTENSION_BASES) and any(e.startswith(path + ".") or e.split(".")[0] in ("CanonicalResource", "MetadataResource") for _, e in plan.contexts)
-            ctx.sink.append(Issue("warning" if widened else "error", STRUCTURE, loc.rsplit(".", 1)[0] if "." in loc else loc, f"the extension {plan.url} is not allowed to be used here ({here}); it is allowed on: {allowed}", "extension-context"))
-
-    def _context_allows(self, contexts: tuple[tuple[str, str], ...], path: str, code: str, parent_url: str | None) -> bool:
-        names = {path, code, "Element", "Base"}
-        if self.plans.is_resource_type(code):
-            names.update(("Resource", "DomainResource"))
-        elif code[:1].isupper() and code not in ("BackboneElement", "Element"):
-            base = self.plans.plan(code)
-            sd_base = self.plans.definitions.structure_definition(code) if base is not None else None
-            if sd_base is not None:
-                # a specialised data type (Age is a Quantity) takes its base type's extensions
-                parent_type = str(sd_base.get("baseDefinition") or "").rsplit("/", 1)[-1]
-                if parent_type:
-                    names.add(parent_type)
-        for kind, expression in contexts:
-            if kind == "fhirpath":
-                return True  # not evaluated here: accepted rather than guessed
-            expr = re.sub(r":[^.]+", "", expression.split("#")[-1] if expression.startswith("http") and "#" in expression else expression)
-            if kind == "extension":
-                if parent_url is not None and expression == parent_url:
-                    return True
-                continue
-            if expr in names:
-                return True
-            # 'Address.line' names the element of a data type wherever it is used ('Patient.address.line')
-            head, _, rest = expr.partition(".")
-            if rest and head[:1].isupper() and not self.plans.is_resource_type(head) and path.endswith("." + rest):
-                return True
-        return False
-
     def _reference(self, node: Node, x: dict[str, Any], loc: str, ctx: WalkState) -> None:
         ref = x.get("reference")
         target: str | None = None
@@ -561,6 +471,8 @@ class ElementWalker:
                 else:
                     target = ctx.root.get("resourceType") if isinstance(ctx.root, dict) else None
             elif ctx.bundle is not None:
+                if ref in ctx.bundle.ambiguous:
+                    ctx.sink.append(Issue("error", NOT_FOUND, loc, f"{ref} matches more than one entry of this Bundle (the same type and id under different fullUrls)", "reference-resolve"))
                 hit = ctx.bundle.find(ref)
                 if hit is not None:
                     target = str(hit.resource.get("resourceType"))

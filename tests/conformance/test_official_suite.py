@@ -54,6 +54,7 @@ def test_expected_disagreements_name_real_steps() -> None:
         pytest.skip("the FHIR validator test suite is not fetched")
     assert set(_EXPECTED) <= ids
     assert all(v.get("reason") and v.get("verdict") in ("valid", "invalid", "exit2") for v in _EXPECTED.values())
+    assert not [k for k, v in _EXPECTED.items() if v["reason"] == "unexplained"], "write the reason of each new disagreement"
 
 
 def _explain(outcome: S.Outcome) -> str:

@@ -57,3 +57,16 @@ def test_schema_enum_on_an_extensible_binding_is_an_erratum(definitions: Any) ->
     measure = {**PATIENT, "resourceType": "Measure", "status": "active",
                "group": [{"population": [{"criteria": {"language": "text/cql.identifier", "expression": "X"}}]}]}
     assert not errors(v.iter_issues(measure))
+
+
+def test_a_relative_reference_to_two_entries_is_ambiguous(validator: Validator) -> None:
+    obs = {"resourceType": "Observation", "id": "o1", "status": "final", "code": {"text": "x"}}
+    comp = {"resourceType": "List", "id": "l1", "status": "current", "mode": "working", "entry": [{"item": {"reference": "Observation/o1"}}]}
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": "http://a.org/fhir/List/l1", "resource": comp},
+        {"fullUrl": "http://a.org/fhir/Observation/o1", "resource": obs},
+        {"fullUrl": "http://b.org/fhir/Observation/o1", "resource": {**obs}},
+    ]}
+    assert ("reference-resolve", "Bundle.entry[0].resource.entry[0].item") in errors(validator.iter_issues(bundle))
+    bundle["entry"].pop()
+    assert "reference-resolve" not in {r for r, _ in errors(validator.iter_issues(bundle))}

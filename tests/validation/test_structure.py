@@ -68,7 +68,7 @@ def test_primitive_extension_alone_is_a_value(validator: Validator) -> None:
     ext = {"extension": [{"url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason", "valueCode": "unknown"}]}
     assert validator.is_valid({**{k: v for k, v in PATIENT.items() if k != "birthDate"}, "_birthDate": ext})
     bad = {**PATIENT, "_birthDate": {"foo": 1}}
-    assert ("unknown-element", "Patient._birthDate.foo") in errors(validator.iter_issues(bad))
+    assert ("unknown-element", "Patient.birthDate.foo") in errors(validator.iter_issues(bad))
 
 
 def test_primitive_array_with_nulls_needs_parallel_extensions(validator: Validator) -> None:
