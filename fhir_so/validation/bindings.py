@@ -303,8 +303,12 @@ class Terminology:
         elif type_code == "CodeableConcept":
             codings = value.get("coding") if isinstance(value, dict) else None
             if not isinstance(codings, list) or not codings:
-                if strength == "required" and isinstance(value, dict) and "text" not in value:
-                    yield Issue("error", CODE_INVALID, loc, f"no code given; one from the value set {vs_url} is required", "binding")
+                # text alone is no code: the HL7 validator requires one for a required binding and asks
+                # for one for an extensible binding (and so excludes such an item from a slice bound so)
+                if strength == "required" and isinstance(value, dict):
+                    yield Issue("error", CODE_INVALID, loc, f"No code provided, and a code is required from the value set {vs_url}", "binding")
+                elif strength == "extensible" and isinstance(value, dict):
+                    yield Issue("warning", CODE_INVALID, loc, f"No code provided, and a code should be provided from the value set {vs_url}", "binding")
                 return
             yield from self._codings(strength, severity, exp, codings, loc + ".coding", single=False)
         elif type_code == "Quantity" and isinstance(value, dict) and "code" in value:
