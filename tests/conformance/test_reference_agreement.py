@@ -46,6 +46,8 @@ IPS = "hl7.fhir.uv.ips#2.0.0"
 PROJECT = "fhir-so.profiles#0.1.0"
 IPS_EXAMPLES = 44
 PROJECT_EXAMPLES = 10
+#: a resource both must reject, so neither side can pass by finding nothing (an engine that loaded nothing)
+BROKEN = {"resourceType": "Patient", "id": "broken", "gender": "unknown-gender", "birthDate": "2023-02-30"}
 
 
 def _fhir_so(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
@@ -197,6 +199,9 @@ def reference_agreement(tmp_path_factory: pytest.TempPathFactory) -> Agreement:
     names.update({p.resolve(): f"examples/{p.name}" for p in sorted(EXAMPLES.glob("*.bundle.json"))})
     assert sum(n.startswith("ips/") for n in names.values()) == IPS_EXAMPLES, f"expected {IPS_EXAMPLES} IPS examples in {example_dir}"
     assert sum(n.startswith("examples/") for n in names.values()) == PROJECT_EXAMPLES
+    broken = tmp_path_factory.mktemp("reference-broken") / "Patient-broken.json"
+    broken.write_text(json.dumps(BROKEN), encoding="utf-8")
+    names[broken.resolve()] = "broken/Patient-broken.json"
 
     ref.build()
     theirs = ref.run(list(names), igs=[IPS, PROJECT])
@@ -213,8 +218,14 @@ def _unexplained(agreement: Agreement, kind: str) -> list[str]:
     return [agreement.describe(d) for d in sorted(agreement.disagreements()) if d[1] == kind and d not in known]
 
 
+def test_both_reject_a_broken_resource(reference_agreement: Agreement) -> None:
+    (broken,) = reference_agreement.of("broken/")
+    for side in (broken.ours, broken.theirs):
+        assert {"Patient.gender", "Patient.birthDate"} <= {f.path for f in side}, side
+
+
 def test_same_verdict_as_the_reference(reference_agreement: Agreement) -> None:
-    assert len(reference_agreement.compared) == IPS_EXAMPLES + PROJECT_EXAMPLES
+    assert len(reference_agreement.compared) == IPS_EXAMPLES + PROJECT_EXAMPLES + 1
     unexplained = _unexplained(reference_agreement, "verdict")
     assert not unexplained, "verdicts differ from the HL7 engine (see " + REPORT.name + "):\n" + "\n".join(unexplained)
 
