@@ -93,6 +93,15 @@ def hapi_rate(server: str, resources: list[dict[str, Any]]) -> float | None:
         return len(resources) / (time.perf_counter() - start)
 
 
+def invalid_by_line(report: Path) -> dict[int | None, bool]:
+    """Line number -> has an error, from fhir-so's JSON report of one NDJSON file (fullUrl ...#line=N)."""
+    found: dict[int | None, bool] = {}
+    for entry in orjson.loads(report.read_bytes()).get("entry", []):
+        line = int(entry["fullUrl"].rsplit("#line=", 1)[1]) if "#line=" in entry["fullUrl"] else None
+        found[line] = any(i.get("severity") in ("error", "fatal") for i in entry["resource"].get("issue", []))
+    return found
+
+
 def reference_run(sample: Path, heap: str) -> reference_validator.RunResult:
     """The HL7 validator engine over the sample, one JVM, start included (the jar is built first, untimed)."""
     reference_validator.build(progress=lambda msg: print(f"  {msg}", file=sys.stderr))
@@ -150,6 +159,13 @@ def main() -> None:
             print(
                 f"HL7 engine: start {st['startCpuSeconds']:.1f} s CPU ({st['startSeconds']:.1f} s), then {per:,.0f} µs CPU per resource"
                 f" ({st['validateCpuSeconds']:.1f} s CPU for {st['inputs']:,}); fhir-so: {cpu_us:.0f} µs"
+            )
+            ours = invalid_by_line(folder / "out-sample.json")
+            theirs = {o.line: not o.valid for o in engine.outcomes}
+            same = sum(ours.get(line) == bad for line, bad in theirs.items())
+            print(
+                f"verdicts on the sample: invalid fhir-so {sum(ours.values())}, HL7 engine {sum(theirs.values())};"
+                f" same verdict {same}/{len(theirs)} (a benchmark compares like with like)"
             )
             print(
                 f"ratio fhir-so / HL7 engine, {args.sample:,} resources, start included: wall {engine.seconds / secs_p:.1f}x,"
