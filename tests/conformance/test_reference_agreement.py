@@ -94,6 +94,8 @@ class Agreement:
     reference_warnings: list[str] = field(default_factory=list)
     reference_packages: list[str] = field(default_factory=list)
     reference_cpu: float = 0.0
+    #: files the reference's run added to or changed in the shared package cache (must be none)
+    cache_changes: list[str] = field(default_factory=list)
 
     def disagreements(self) -> set[tuple[str, str, str]]:
         return {d for c in self.compared for d in c.disagreements()}
@@ -180,6 +182,17 @@ def compare(names: dict[Path, str], ours_bundle: dict[str, Any], theirs: ref.Run
     return result
 
 
+def _files(root: Path) -> dict[Path, tuple[int, int]]:
+    """(size, mtime) of every file under the package cache, links followed."""
+    found = {}
+    for folder, _dirs, names in os.walk(root, followlinks=True):
+        for name in names:
+            path = Path(folder) / name
+            st = path.stat()
+            found[path] = (st.st_size, st.st_mtime_ns)
+    return found
+
+
 def _require_java() -> None:
     missing = ref.tools_missing()
     if missing:
@@ -204,11 +217,14 @@ def reference_agreement(tmp_path_factory: pytest.TempPathFactory) -> Agreement:
     names[broken.resolve()] = "broken/Patient-broken.json"
 
     ref.build()
+    before = _files(ref.default_cache())
     theirs = ref.run(list(names), igs=[IPS, PROJECT])
+    after = _files(ref.default_cache())
     out = tmp_path_factory.mktemp("reference-agreement") / "fhir-so.json"
     ours = _fhir_so("validate", "--package", IPS, "--format", "json", "-o", str(out), *map(str, names))
     assert ours.returncode in (0, 1), f"fhir-so validate failed (exit {ours.returncode}): {ours.stderr.strip()[-2000:]}"
     agreement = compare(names, json.loads(out.read_text(encoding="utf-8")), theirs)
+    agreement.cache_changes = sorted(str(p) for p in set(after) - set(before) | {p for p in before if after.get(p) != before[p]})
     REPORT.write_text(agreement.markdown(load_known()), encoding="utf-8")
     return agreement
 
@@ -239,6 +255,11 @@ def test_known_disagreements_still_happen(reference_agreement: Agreement) -> Non
     """A listed disagreement that is gone must leave the list: the list says what is true today."""
     gone = sorted(set(load_known()) - reference_agreement.disagreements())
     assert not gone, f"no longer disagreements, remove them from {KNOWN_FILE.name}: {gone}"
+
+
+def test_reference_wrote_nothing_into_the_shared_cache(reference_agreement: Agreement) -> None:
+    """The HL7 engine indexes every folder it loads; fhir-so and SUSHI would take those files for resources."""
+    assert not reference_agreement.cache_changes, reference_agreement.cache_changes[:10]
 
 
 def test_reference_loaded_the_packages_asked(reference_agreement: Agreement) -> None:

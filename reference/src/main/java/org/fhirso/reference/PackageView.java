@@ -14,13 +14,15 @@ import java.util.stream.Stream;
 import org.hl7.fhir.utilities.npm.NpmPackage;
 
 /**
- * A private, throw-away package cache folder that shows the shared cache's packages through symbolic links.
+ * A private, throw-away package cache folder that shows the shared cache's packages file by file.
  *
  * <p>Why not point the HL7 package manager at the shared cache (~/.fhir/packages) directly: on start it deletes
  * the whole cache when its {@code packages.ini} names another cache version, deletes folders named like UUIDs and
- * packages that have a stale {@code .lock} file. A fresh view per run has none of these, so nothing of the shared
- * cache can be deleted; the packages themselves are read in place through the links. The stub packages the engine
- * needs offline (see {@link #addStub}) live only in the view, so fhir-so never mistakes them for real packages.
+ * packages that have a stale {@code .lock} file; and it writes an {@code .index.json} into every folder of a package
+ * it loads (example/, other/, xml/), where fhir-so and SUSHI then take it for a resource. The view has folders of
+ * its own and a symbolic link per file: files are read in place, whatever the engine writes stays in the view, and
+ * the indexes are copies, so a rewrite never reaches the shared file. The stub packages the engine needs offline
+ * (see {@link #addStub}) live only in the view, so fhir-so never mistakes them for real packages.
  */
 final class PackageView implements AutoCloseable {
 
@@ -46,10 +48,26 @@ final class PackageView implements AutoCloseable {
                 if (name.startsWith(".") || !name.contains("#") || !Files.isDirectory(entry)) {
                     continue;
                 }
-                Files.createSymbolicLink(view.folder.resolve(name), entry);
+                mirror(entry.toRealPath(), view.folder.resolve(name));
             }
         }
         return view;
+    }
+
+    /** Folders made, files linked, indexes copied: nothing the engine writes can reach the shared cache. */
+    private static void mirror(Path source, Path target) throws IOException {
+        try (Stream<Path> walk = Files.walk(source)) { // pre-order: a folder comes before its files
+            for (Path p : (Iterable<Path>) walk::iterator) {
+                Path t = target.resolve(source.relativize(p).toString());
+                if (Files.isDirectory(p)) {
+                    Files.createDirectories(t);
+                } else if (p.getFileName().toString().startsWith(".index.")) {
+                    Files.copy(p, t);
+                } else if (Files.isRegularFile(p)) {
+                    Files.createSymbolicLink(t, p);
+                }
+            }
+        }
     }
 
     /** The home folder to give the engine (its package manager reads {@code user.home}/.fhir/packages). */
@@ -119,7 +137,7 @@ final class PackageView implements AutoCloseable {
         Files.writeString(pkg.resolve("package.json"), manifest, StandardCharsets.UTF_8);
     }
 
-    /** Remove the view: the links (never what they point to), the stubs, and the engine's lock and ini files. */
+    /** Remove the view: the links (never what they point to), its folders, stubs, indexes, lock and ini files. */
     @Override
     public void close() throws IOException {
         try (Stream<Path> walk = Files.walk(home)) { // walk does not follow links: only the view's own files
