@@ -36,7 +36,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
+import random
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -47,7 +49,7 @@ import orjson
 
 from fhir_so import terminology as term
 from fhir_so.client import FhirClient
-from fhir_so.errors import ConsentError, FhirSoError, InputError
+from fhir_so.errors import ConsentError, FhirSoError, InputError, PreconditionFailed
 from fhir_so.jsonio import load_json, write_atomic
 from fhir_so.workflow.transfer import Clock, TransferResult, transfer, utc_now
 
@@ -60,6 +62,9 @@ COMPLETED_OPINION = "final,amended,corrected"
 _PAGE = 100
 # A batch may have far more pages than the client's default cap on one search.
 _MAX_PAGES = 1_000_000
+#: Attempts at a case whose transaction lost a race (409/412; see ``transfer_all``), and the first wait.
+CONFLICT_ATTEMPTS = 4
+_CONFLICT_WAIT = 0.2
 
 
 @dataclass(frozen=True)
@@ -345,6 +350,7 @@ def transfer_all(
     on_result: Callable[[CaseResult], None] | None = None,
     on_total: Callable[[int], None] | None = None,
     clock: Clock = utc_now,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> BatchResult:
     """Transfer every matching case from ``source`` to ``destination`` (or, with ``report_back``,
     every completed opinion back), at most ``jobs`` at a time; see the module's docstring.
@@ -355,6 +361,9 @@ def transfer_all(
     cases an earlier run finished; ``on_total`` once with the number of matching cases, when
     the server reports it. Refusals and failures of single cases do not stop the batch; they
     are in the result (``BatchResult.exit_code``). Selection failing is raised (ServerError).
+    A case whose write loses a race with another case's (409/412: two cases creating the same
+    new party at once) is tried again from its recorded step, up to ``CONFLICT_ATTEMPTS`` times,
+    waiting with ``sleep``.
     """
     if jobs < 1:
         raise InputError(f"jobs must be at least 1, not {jobs}")
@@ -383,10 +392,22 @@ def transfer_all(
                 made.extend(pair)
         return pair
 
-    def one(request_id: str) -> CaseResult:
+    def attempt(request_id: str) -> TransferResult:
         src, dst = clients()
+        for n in range(1, CONFLICT_ATTEMPTS):
+            try:
+                return transfer(src, dst, request_id, state=batch.slot(request_id), report_back=report_back, clock=clock)
+            except PreconditionFailed:
+                # Two cases in flight that name the same new Practitioner or Organization both
+                # create it conditionally; HAPI lets one win and answers the other 409 (its unique
+                # index on the conditional URL), rolling that transaction back whole. The case
+                # resumes from its recorded step; by then the party exists.
+                sleep(_CONFLICT_WAIT * n * (1 + random.random()))
+        return transfer(src, dst, request_id, state=batch.slot(request_id), report_back=report_back, clock=clock)
+
+    def one(request_id: str) -> CaseResult:
         try:
-            result = transfer(src, dst, request_id, state=batch.slot(request_id), report_back=report_back, clock=clock)
+            result = attempt(request_id)
         except ConsentError as exc:
             refused = CaseResult(request_id, "refused", reason=str(exc), exit_code=exc.exit_code)
             batch.finish(refused)

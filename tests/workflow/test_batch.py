@@ -251,6 +251,30 @@ def test_a_server_failure_is_exit_3_and_the_next_run_retries_it(rsps: responses.
     assert case_ids(w.expert) == ["so-batch-0000", "so-batch-0001", "so-batch-0002"]
 
 
+@pytest.mark.parametrize("conflicts", [1, 99], ids=["lost-a-race-once", "always"])
+def test_a_conflict_409_is_tried_again_from_the_recorded_step(rsps: responses.RequestsMock, first_case: Case, conflicts: int) -> None:
+    w = World(rsps, [variant(first_case, n) for n in range(2)])
+    healthy = Server.handle
+    left = {"n": conflicts}
+
+    def racing(self: Server, method: str, url: str, body: Any, headers: Mapping[str, str]) -> tuple[int, Any, dict[str, str]]:
+        if method == "POST" and "so-batch-0001" in json.dumps(body) and left["n"] > 0:
+            left["n"] -= 1
+            return 409, {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "processing",
+                                                                         "diagnostics": "HAPI-0550: Unique index violation"}]}, {}
+        return healthy(self, method, url, body, headers)
+
+    w.expert.handle = racing.__get__(w.expert)  # type: ignore[method-assign]
+    waits: list[float] = []
+    result = transfer_all(w.src, w.dst, jobs=2, clock=clock, sleep=waits.append)
+    if conflicts == 1:
+        assert result.exit_code == 0 and len(result.moved) == 2 and len(waits) == 1
+        assert case_ids(w.expert) == ["so-batch-0000", "so-batch-0001"]
+    else:
+        assert result.exit_code == 3 and len(waits) == 3
+        assert "409" in (result.failed[0].reason or "")
+
+
 def test_a_state_file_of_another_batch_is_refused(rsps: responses.RequestsMock, first_case: Case, tmp_path: Path) -> None:
     w = World(rsps, [variant(first_case, 0)])
     state = tmp_path / "b.json"
