@@ -300,20 +300,38 @@ def select_cases(
     report_back: bool = False,
 ) -> Iterator[str]:
     """The source's ServiceRequest ids of every matching case, page by page (lazily; each id once)."""
+    for rid, _ in _select(source, patient=patient, since=since, status=status, report_back=report_back):
+        yield rid
+
+
+def _select(
+    source: FhirClient, *, patient: str | None, since: str | dt.date | dt.datetime | None, status: str | None, report_back: bool
+) -> Iterator[tuple[str, str | None]]:
+    """(request id, case id when the search shows it) of every matching case."""
     rtype, params = _selection(patient=patient, since=since, status=status, report_back=report_back)
     # only the references are needed here: each transfer pulls its own case
     params["_elements"] = "basedOn" if report_back else "identifier"
     seen: set[str] = set()
     for found in source.search(rtype, params).page_size(_PAGE).page_limit(_MAX_PAGES):
+        hits: list[tuple[str, str | None]]
         if report_back:
             refs = [b.get("reference") for b in found.get("basedOn") or [] if isinstance(b, dict)]
-            ids = [r.split("/")[1] for r in refs if isinstance(r, str) and r.startswith("ServiceRequest/")]
+            hits = [(r.split("/")[1], None) for r in refs if isinstance(r, str) and r.startswith("ServiceRequest/")]
+        elif isinstance(found.get("id"), str):
+            hits = [(found["id"], _case_id_of(found))]
         else:
-            ids = [found["id"]] if isinstance(found.get("id"), str) else []
-        for rid in ids:
+            hits = []
+        for rid, case_id in hits:
             if rid not in seen:
                 seen.add(rid)
-                yield rid
+                yield rid, case_id
+
+
+def _case_id_of(request: Mapping[str, Any]) -> str | None:
+    for ident in request.get("identifier") or []:
+        if isinstance(ident, dict) and ident.get("system") == term.SID_CASE and isinstance(ident.get("value"), str):
+            return str(ident["value"])
+    return None
 
 
 # -- running ---------------------------------------------------------------------------------
@@ -405,16 +423,16 @@ def transfer_all(
                 sleep(_CONFLICT_WAIT * n * (1 + random.random()))
         return transfer(src, dst, request_id, state=batch.slot(request_id), report_back=report_back, clock=clock)
 
-    def one(request_id: str) -> CaseResult:
+    def one(request_id: str, case_id: str | None) -> CaseResult:
         try:
             result = attempt(request_id)
         except ConsentError as exc:
-            refused = CaseResult(request_id, "refused", reason=str(exc), exit_code=exc.exit_code)
+            refused = CaseResult(request_id, "refused", case_id=case_id, reason=str(exc), exit_code=exc.exit_code)
             batch.finish(refused)
             return refused
         except FhirSoError as exc:
             # not finished: a later run with the same state file tries this case again
-            return CaseResult(request_id, "failed", reason=str(exc), exit_code=exc.exit_code)
+            return CaseResult(request_id, "failed", case_id=case_id, reason=str(exc), exit_code=exc.exit_code)
         moved = _moved(request_id, result)
         batch.finish(moved)
         return moved
@@ -435,7 +453,7 @@ def transfer_all(
     pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="fhir-so-transfer")
     try:
         in_flight: set[Future[CaseResult]] = set()
-        for request_id in select_cases(source, patient=patient, since=since, status=status, report_back=report_back):
+        for request_id, case_id in _select(source, patient=patient, since=since, status=status, report_back=report_back):
             earlier = batch.finished(request_id)
             if earlier is not None:
                 done(earlier)
@@ -445,7 +463,7 @@ def transfer_all(
                 finished, in_flight = _wait_some(in_flight)
                 for f in finished:
                     done(f.result())
-            in_flight.add(pool.submit(one, request_id))
+            in_flight.add(pool.submit(one, request_id, case_id))
         while in_flight:
             finished, in_flight = _wait_some(in_flight)
             for f in finished:

@@ -124,6 +124,7 @@ def test_every_case_moves_or_is_refused_with_its_reason(rsps: responses.Requests
     assert sorted(c.case_id or "" for c in result.moved) == [f"so-batch-{n:04d}" for n in (0, 1, 3, 4, 6)]
     assert sorted(c.request_id for c in result.refused) == sorted(w.request_ids[f"so-batch-{n:04d}"] for n in (2, 5))
     assert all("revoked" in (c.reason or "") and c.exit_code == 1 for c in result.refused)
+    assert sorted(str(c.case_id) for c in result.refused) == ["so-batch-0002", "so-batch-0005"]
     assert result.exit_code == 1 and not result.failed
     assert seen == list(result.cases)
     assert case_ids(w.expert) == [f"so-batch-{n:04d}" for n in (0, 1, 3, 4, 6)]
@@ -242,7 +243,7 @@ def test_a_server_failure_is_exit_3_and_the_next_run_retries_it(rsps: responses.
     w.expert.handle = flaky.__get__(w.expert)  # type: ignore[method-assign]
     first = transfer_all(w.src, w.dst, state=state, jobs=2, clock=clock)
     assert first.exit_code == 3
-    assert [c.case_id for c in first.failed] == [None] and "503" in (first.failed[0].reason or "")
+    assert [c.case_id for c in first.failed] == ["so-batch-0001"] and "503" in (first.failed[0].reason or "")
     assert len(first.moved) == 2
     del w.expert.handle
     again = transfer_all(w.src, w.dst, state=state, jobs=2, clock=clock)
