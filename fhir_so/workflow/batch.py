@@ -241,7 +241,8 @@ class BatchState:
         return found if isinstance(found, dict) else None
 
     def save_running(self, request_id: str, data: dict[str, Any]) -> None:
-        self._put(request_id, {"running": data})
+        # a copy: the transfer goes on changing its own dict while another thread writes the file
+        self._put(request_id, {"running": {**data, "steps": dict(data.get("steps") or {})}})
 
     def finish(self, result: CaseResult) -> None:
         """Record a finished case in a few fields (its transfer's steps are no longer needed)."""
