@@ -4,11 +4,14 @@
 In one run, on two FHIR servers (default: the local ones on 8090 and 8091):
 
 1. generates cases (the urology example under new case ids and patients, tagged by a run token)
-   and pushes a small batch (``--small``, 100) and a big one (``--cases``, 500) to the source;
-2. transfers the small batch, then the big one, with ``fhir_so.transfer_all(..., jobs=--jobs)``,
+   and pushes a small batch (``--small``, 100) to the source and transfers it, then a big one
+   (``--cases``, 500), each selected by ``since`` (the instant before its push);
+2. each transfer is ``fhir_so.transfer_all(..., jobs=--jobs)``,
    each in a fresh child process that reports its wall time and peak RSS (``ru_maxrss``): the
    small run is the warm-up and the memory reference; the child records every request it makes
-   (method, URL, body) to a file as it goes (that costs fhir-so, not the baseline);
+   (method, URL, body) to a file as it goes (that costs fhir-so, not the baseline); the small
+   run is replayed by the baseline before the big one runs, the big one after it, so the
+   order of the two alternates;
 3. the baseline replays the big run's recorded requests with plain ``requests.Session`` objects,
    one per worker, ``--jobs`` workers, in the same per-worker order: the same reads of the
    source and the same transaction Bundles posted to the destination, with the run token (and
@@ -182,19 +185,24 @@ def main() -> None:
     token = "a" + uuid.uuid4().hex[:7]
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; {args.jobs} jobs; run token {token}")
 
+    # each batch is selected by --since: the small one is pushed and moved before the big one exists
     since_small = instant_after_now()
     pushed = push_all(args.source, cases(args.small, token + "s"), args.jobs)
     print(f"pushed {args.small} cases to the source in {pushed:.1f} s")
-    since_big = instant_after_now()
-    pushed = push_all(args.source, cases(args.cases, token), args.jobs)
-    print(f"pushed {args.cases} cases to the source in {pushed:.1f} s ({args.cases / pushed:.1f} cases/s)")
-
     small = run_child(args, since_small, work / "small.jsonl")
     print(f"fhir-so transfer_all, {args.small} cases: {small['seconds']:.1f} s, peak RSS {small['rss_kib'] / 1024:.1f} MiB"
           f" (moved {small['moved']}, refused {small['refused']}, failed {small['failed']})")
+    # a first sample of the ratio, taken before the big run (so the order of the two alternates)
+    small_base = replay(work / "small.jsonl", args, token + "s", "b" + token[1:] + "s", small["transfer_ids"], posts_only=False)
+    print(f"baseline replay of the {args.small}-case run: {small_base:.1f} s; ratio {small_base / small['seconds']:.2f}")
+    since_big = instant_after_now()
+    pushed = push_all(args.source, cases(args.cases, token), args.jobs)
+    print(f"pushed {args.cases} cases to the source in {pushed:.1f} s ({args.cases / pushed:.1f} cases/s)")
     big = run_child(args, since_big, work / "big.jsonl")
     print(f"fhir-so transfer_all, {args.cases} cases: {big['seconds']:.1f} s, peak RSS {big['rss_kib'] / 1024:.1f} MiB"
           f" (moved {big['moved']}, refused {big['refused']}, failed {big['failed']})")
+    if (small["moved"], big["moved"]) != (args.small, args.cases):
+        sys.exit("the runs did not move exactly their own cases: is another client writing to the source?")
     requests_made = sum(1 for _ in (work / "big.jsonl").open())
     baseline = replay(work / "big.jsonl", args, token, "b" + token[1:], big["transfer_ids"], posts_only=False)
     print(f"baseline (plain requests, the same {requests_made} requests, {args.jobs} workers): {baseline:.1f} s")

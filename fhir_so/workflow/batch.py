@@ -377,7 +377,9 @@ def transfer_all(
     ``state`` is the batch's state file: a run killed at any moment and started again with it
     loses nothing, duplicates nothing and does not redo finished cases. ``on_result`` is called
     (from the calling thread) with each case's :class:`CaseResult` as it finishes, including
-    cases an earlier run finished; ``on_total`` once with the number of matching cases, when
+    cases an earlier run finished; only there does a moved case carry its whole
+    :class:`TransferResult` (``.result``: the plan, the push's entries), so that the returned
+    batch stays small however many cases it holds; ``on_total`` once with the number of matching cases, when
     the server reports it. Refusals and failures of single cases do not stop the batch; they
     are in the result (``BatchResult.exit_code``). Selection failing is raised (ServerError).
     A case whose write loses a race with another case's (409/412: two cases creating the same
@@ -447,9 +449,10 @@ def transfer_all(
     results: list[CaseResult] = []
 
     def done(result: CaseResult) -> None:
-        results.append(result)
         if on_result is not None:
             on_result(result)
+        # the batch keeps a few fields per case, not the case's plan and Bundle: memory stays flat
+        results.append(dataclasses.replace(result, result=None))
 
     pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="fhir-so-transfer")
     try:
