@@ -107,12 +107,15 @@ def child(args: argparse.Namespace) -> None:
 
     began = time.perf_counter()
     with Recording(args.source, timeout=(10, 120)) as src, Recording(args.destination, timeout=(10, 120)) as dst:
-        result = transfer_all(src, dst, jobs=args.jobs, since=args.since)
+        # with a state file, as the command line runs it (one atomic write per step of each case)
+        result = transfer_all(src, dst, jobs=args.jobs, since=args.since, state=args.record + ".state.json")
     seconds = time.perf_counter() - began
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     log.close()
     print(json.dumps({
         "seconds": seconds,
-        "rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "rss_kib": usage.ru_maxrss,
+        "cpu": usage.ru_utime + usage.ru_stime,
         "moved": len(result.moved), "refused": len(result.refused), "failed": len(result.failed),
         "transfer_ids": [c.transfer_id for c in result.moved],
     }))
@@ -199,7 +202,8 @@ def main() -> None:
     pushed = push_all(args.source, cases(args.cases, token), args.jobs)
     print(f"pushed {args.cases} cases to the source in {pushed:.1f} s ({args.cases / pushed:.1f} cases/s)")
     big = run_child(args, since_big, work / "big.jsonl")
-    print(f"fhir-so transfer_all, {args.cases} cases: {big['seconds']:.1f} s, peak RSS {big['rss_kib'] / 1024:.1f} MiB"
+    print(f"fhir-so transfer_all, {args.cases} cases: {big['seconds']:.1f} s, CPU {big['cpu']:.1f} s"
+          f" ({1000 * big['cpu'] / args.cases:.0f} ms per case, recording included), peak RSS {big['rss_kib'] / 1024:.1f} MiB"
           f" (moved {big['moved']}, refused {big['refused']}, failed {big['failed']})")
     if (small["moved"], big["moved"]) != (args.small, args.cases):
         sys.exit("the runs did not move exactly their own cases: is another client writing to the source?")
