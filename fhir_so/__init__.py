@@ -43,6 +43,7 @@ _EXPORTS = {
     "push": "fhir_so.workflow",
     "pull": "fhir_so.workflow",
     "transfer": "fhir_so.workflow",
+    "transfer_all": "fhir_so.workflow",
     "find_request_id": "fhir_so.workflow",
     "validate": "fhir_so.workflow",
     "check_records_consent": "fhir_so.workflow",
@@ -87,6 +88,7 @@ __all__ = [
     "pull",
     "push",
     "transfer",
+    "transfer_all",
     "validate",
     "with_defaults",
 ]

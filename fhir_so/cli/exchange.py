@@ -16,6 +16,7 @@ import click
 
 from fhir_so.case import Case
 from fhir_so.cli.app import App, pass_app
+from fhir_so.cli.batch import FhirDate, run_batch
 from fhir_so.cli.common import emit_json, files_root_option, info, json_option, server_option, timeout_option, translate_errors, write_or_echo
 from fhir_so.cli.params import ServerUrl
 from fhir_so.errors import CaseNotFoundError, InputError
@@ -117,19 +118,31 @@ def pull_command(
 @click.option("--to", "to_url", type=ServerUrl(), envvar="FHIR_SO_TO", show_envvar=True, metavar="URL", help="The server to copy it to.")
 @click.option("--request", "request_id", metavar="ID", help="The ServiceRequest's id on the --from server.")
 @click.option("--case", "case_id", metavar="CASE-ID", help="Or the case id (the ServiceRequest's identifier) on the --from server.")
+@click.option("--all", "all_cases", is_flag=True, help="Every case on --from (with --report-back: every completed opinion); needs --state.")
+@click.option("--patient", "patient_id", metavar="ID", help="With --all: only this Patient's cases (server id on --from).")
+@click.option("--since", type=FhirDate(), metavar="DATE", help="With --all: only cases changed since DATE (_lastUpdated).")
+@click.option("--status", metavar="S", help="With --all: only requests with this status (with --report-back: opinions; default final,amended,corrected).")
+@click.option("--jobs", type=click.IntRange(min=1, max=64), default=4, show_default=True, help="With --all: cases in flight at once.")
 @click.option("--report-back", is_flag=True, help="Send the opinion back (second-opinion server -> first physician's server).")
 @click.option("--state", type=click.Path(dir_okay=False, path_type=str), metavar="FILE", help="Progress file: a killed run started again with it resumes.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (what moves, what is withheld, why); write nothing.")
 @timeout_option
 @json_option
+@click.pass_context
 @pass_app
 @translate_errors
 def transfer_command(
     app: App,
+    ctx: click.Context,
     from_url: str | None,
     to_url: str | None,
     request_id: str | None,
     case_id: str | None,
+    all_cases: bool,
+    patient_id: str | None,
+    since: str | None,
+    status: str | None,
+    jobs: int,
     report_back: bool,
     state: str | None,
     dry_run: bool,
@@ -151,6 +164,14 @@ def transfer_command(
     ServiceRequest's id there) or by --case (the case id).
 
     \b
+    Batch (--all): every case on --from whose ServiceRequest carries the case identifier
+    (narrowed by --patient, --since, --status), each under its own consent check, --jobs
+    at a time, one --state FILE for the batch: a run killed at any moment and started
+    again with it finishes the cases in flight, skips the finished ones, does the rest.
+    A progress bar on a terminal; one JSON line per case in a pipe or with --json, then a
+    summary. Exit 0 all moved, 1 some refused by consent, 3 a server failed after retries.
+
+    \b
     A refused consent exits 1 with the reason, and nothing is written. Ids are remapped
     (conditional writes keyed by identifiers: a repeat creates nothing new); each transfer
     writes a Provenance on the destination. With --state FILE, a run that was killed
@@ -165,7 +186,23 @@ def transfer_command(
       fhir-so transfer --from http://127.0.0.1:8090/fhir --to http://127.0.0.1:8091/fhir --request 12 --state t.json
       fhir-so transfer --from http://127.0.0.1:8090/fhir --to http://127.0.0.1:8091/fhir --case so-2026-uro-0417
       fhir-so transfer --from http://127.0.0.1:8091/fhir --to http://127.0.0.1:8090/fhir --request 5 --report-back
+      fhir-so transfer --from http://127.0.0.1:8090/fhir --to http://127.0.0.1:8091/fhir --all --jobs 8 --state batch.json
     """
+    narrowing = [n for n, v in (("--patient", patient_id), ("--since", since), ("--status", status)) if v is not None]
+    if all_cases:
+        if request_id is not None or case_id is not None:
+            raise click.UsageError("--all transfers every case: give it without --request or --case")
+        if dry_run:
+            raise click.UsageError("--dry-run plans one case: give --request or --case instead of --all")
+        if not state:
+            raise click.UsageError("--all needs --state FILE: the batch's progress, so a killed run resumes")
+        source = app.client(from_url, timeout=timeout, side="from", what="--from")
+        destination = app.client(to_url, timeout=timeout, side="to", what="--to")
+        code = run_batch(source, destination, state=state, jobs=jobs, patient=patient_id, since=since, status=status,
+                         report_back=report_back, as_json=as_json)
+        ctx.exit(code)
+    if narrowing:
+        raise click.UsageError(f"{', '.join(narrowing)} narrow a batch: give them with --all")
     if (request_id is None) == (case_id is None):
         raise click.UsageError("give exactly one of --request or --case")
     source = app.client(from_url, timeout=timeout, side="from", what="--from")

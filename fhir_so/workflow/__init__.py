@@ -18,8 +18,11 @@ from fhir_so.workflow.pull import case_of, find_request_id, pull, pull_bundle, p
 from fhir_so.workflow.push import PushedEntry, PushResult, push
 from fhir_so.workflow.transfer import Plan, TransferResult, plan_transfer, transfer
 from fhir_so.workflow.run_validation import offline_validator, validate
+from fhir_so.workflow.batch import BatchResult, CaseResult, transfer_all
 
 __all__ = [
+    "BatchResult",
+    "CaseResult",
     "Plan",
     "PushResult",
     "PushedEntry",
@@ -39,5 +42,6 @@ __all__ = [
     "pull_patient_bundles",
     "push",
     "transfer",
+    "transfer_all",
     "validate",
 ]

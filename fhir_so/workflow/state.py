@@ -17,30 +17,50 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from fhir_so.errors import InputError
 from fhir_so.jsonio import dumps, load_json, write_atomic
 
-__all__ = ["STATE_FORMAT", "STEPS", "TransferState"]
+__all__ = ["STATE_FORMAT", "STEPS", "StateStore", "TransferState"]
 
 STATE_FORMAT = "fhir-so-transfer-state/1"
 STEPS = ("pulled", "pushed", "provenance", "done")
 
 
+@runtime_checkable
+class StateStore(Protocol):
+    """Somewhere else a transfer's state lives: one case's slot in a batch's state file
+    (:mod:`fhir_so.workflow.batch`). ``load`` gives what ``save`` last stored (None at first);
+    ``save`` must have stored it durably when it returns, as the state file's atomic write does."""
+
+    def load(self) -> dict[str, Any] | None: ...
+
+    def save(self, data: dict[str, Any]) -> None: ...
+
+
 class TransferState:
     """Progress of one transfer; with no path it lives in memory only (nothing is written)."""
 
-    def __init__(self, path: Path | None, key: dict[str, str], data: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, path: Path | None, key: dict[str, str], data: dict[str, Any] | None = None, store: StateStore | None = None
+    ) -> None:
         self.path = path
         self.key = key
+        self.store = store
         self.data: dict[str, Any] = data or {"format": STATE_FORMAT, "transfer": key, "steps": {}}
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str] | None, key: dict[str, str]) -> TransferState:
-        """Load the state of this transfer, or start a fresh one when the file does not exist yet."""
+    def open(cls, path: str | os.PathLike[str] | StateStore | None, key: dict[str, str]) -> TransferState:
+        """Load the state of this transfer, or start a fresh one when the file (or store) has none yet."""
         if path is None:
             return cls(None, key)
+        if isinstance(path, StateStore):
+            held = path.load()
+            if held is not None and (held.get("transfer") != key or not isinstance(held.get("steps"), dict)):
+                raise InputError(f"the batch state holds another transfer here ({_describe(held.get('transfer'))}), "
+                                 f"not {_describe(key)}; give a new --state file")
+            return cls(None, key, held, store=path)
         p = Path(path)
         if not p.exists():
             if not p.absolute().parent.is_dir():
@@ -93,7 +113,9 @@ class TransferState:
         if step not in STEPS:
             raise ValueError(f"unknown step {step!r}")
         self.data["steps"][step] = info
-        if self.path is not None:
+        if self.store is not None:
+            self.store.save(self.data)
+        elif self.path is not None:
             write_atomic(self.path, dumps(self.data))
 
 

@@ -43,7 +43,7 @@ from fhir_so.references import iter_references, rewrite_references
 from fhir_so.workflow.provenance import provenance_bundle
 from fhir_so.workflow.pull import case_of, find_request_id, pull_bundle
 from fhir_so.workflow.push import PushResult, classify_entry, push
-from fhir_so.workflow.state import TransferState
+from fhir_so.workflow.state import StateStore, TransferState
 
 __all__ = ["Direction", "Plan", "TransferResult", "patient_consents", "plan_transfer", "transfer", "utc_now"]
 
@@ -383,7 +383,7 @@ def transfer(
     request_id: str | None = None,
     *,
     case_id: str | None = None,
-    state: str | PathLike[str] | None = None,
+    state: str | PathLike[str] | StateStore | None = None,
     dry_run: bool = False,
     report_back: bool = False,
     clock: Clock = utc_now,
