@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from fhir_so.errors import InputError
-from fhir_so.fhirtypes import check_base_url
+from fhir_so.client.urls import check_base_url
 from fhir_so.packages import parse_spec
 
 __all__ = ["PackageRef", "ServerUrl"]

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from fhir_so.errors import ServerError
+from fhir_so.fhirtypes import RESOURCE_REF_RE
 
 __all__ = [
     "EntryResponse",
@@ -100,14 +101,11 @@ def expect_bundle(answer: FhirResponse, expected_type: str) -> dict[str, Any]:
     return bundle
 
 
-_LOCATION_RE = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/([A-Za-z0-9\-.]{1,64}))?/?$")
-
-
 def parse_location(location: Any) -> tuple[str | None, str | None, str | None]:
     """(type, id, version) from a Location like ``.../Patient/1/_history/2``."""
     if not isinstance(location, str):
         return None, None, None
-    match = _LOCATION_RE.search(location.split("?")[0])
+    match = RESOURCE_REF_RE.search(location.split("?")[0].rstrip("/"))
     if not match:
         return None, None, None
     return match.group(1), match.group(2), match.group(3)

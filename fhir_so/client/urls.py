@@ -23,6 +23,7 @@ import requests
 from urllib3.util import parse_url
 
 from fhir_so.errors import InputError, UnsafeUrlError
+from fhir_so.fhirtypes import is_fhir_id
 
 __all__ = [
     "Origin",
@@ -40,7 +41,6 @@ __all__ = [
 ]
 
 _TYPE_RE = re.compile(r"[A-Z][A-Za-z]{1,63}")
-_ID_RE = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _ABSOLUTE_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
 # Characters two URL readers may take differently, or that no server should put in a link.
 _AMBIGUOUS_RE = re.compile(r"[\\\x00-\x20\x7f]")
@@ -193,7 +193,7 @@ def check_type(resource_type: str) -> str:
 
 def check_id(id: str) -> str:
     """The id, or InputError when it is not a FHIR id."""
-    if not isinstance(id, str) or not _ID_RE.fullmatch(id):
+    if not is_fhir_id(id):
         raise InputError(f"not a FHIR id (1-64 of A-Z a-z 0-9 - .): {id!r}")
     return id
 
