@@ -167,6 +167,11 @@ def main() -> None:
                 f"verdicts on the sample: invalid fhir-so {sum(ours.values())}, HL7 engine {sum(theirs.values())};"
                 f" same verdict {same}/{len(theirs)} (a benchmark compares like with like)"
             )
+            by_line = {o.line: o for o in engine.outcomes}
+            for line in sorted(line for line, bad in theirs.items() if ours.get(line) != bad)[:5]:
+                first = next(iter(by_line[line].errors), None)
+                said = f"{first.path}: {first.message[:120]}" if first is not None else "no error"
+                print(f"  differs, line {line}: fhir-so {'invalid' if ours.get(line) else 'valid'}; HL7 engine: {said}")
             print(
                 f"ratio fhir-so / HL7 engine, {args.sample:,} resources, start included: wall {engine.seconds / secs_p:.1f}x,"
                 f" CPU {engine.cpu_seconds / cpu_p:.1f}x (target >= 20x)"
