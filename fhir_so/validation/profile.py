@@ -397,6 +397,14 @@ class ElementWalker:
             # a Bundle's entries are resources of their own (%resource is the entry); contained ones share the root;
             # so are the resources of a Parameters: '#id' references resolve in their own contained list
             root = None if ctx.resource.get("resourceType") in ("Bundle", "Parameters") else ctx.root
+            if len(profiles) > 1:
+                # several profiles on one type: the resource must conform to at least one of them
+                for p in profiles:
+                    trial: list[Issue] = []
+                    self.resource(x, loc, trial, profiles=(p,), bundle=ctx.bundle, root=root, allowed_types=allowed)
+                    if not any(i.is_error for i in trial):
+                        sink.extend(trial)
+                        return x
             self.resource(x, loc, sink, profiles=profiles, bundle=ctx.bundle, root=root, allowed_types=allowed)
             return x
         return self._complex_value(node, code, x, loc, ctx)

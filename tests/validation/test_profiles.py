@@ -124,7 +124,6 @@ def test_profile_of_another_type_is_an_error(strict: Validator) -> None:
 @pytest.mark.parametrize(
     ("profiles", "needle"),
     [
-        ([_sd("http://example.org/sd/bad-element", [{"id": "Patient.colour", "path": "Patient.colour", "min": 1}])], "Patient.colour"),
         ([_sd("http://example.org/sd/bad-slicing", [
             {"id": "Patient.identifier", "path": "Patient.identifier", "slicing": {"rules": "open"}},
             {"id": "Patient.identifier:a", "path": "Patient.identifier", "sliceName": "a"}])], "without a discriminator"),
@@ -132,13 +131,26 @@ def test_profile_of_another_type_is_an_error(strict: Validator) -> None:
           _sd("http://example.org/sd/cycle-b", [], base="http://example.org/sd/cycle-a")], "cycle"),
         ([_sd("http://example.org/sd/no-base", [], base="http://example.org/sd/missing")], "base definition"),
     ],
-    ids=["unknown-element", "slicing-without-discriminator", "base-cycle", "missing-base"],
+    ids=["slicing-without-discriminator", "base-cycle", "missing-base"],
 )
 def test_broken_profile_is_a_profile_error(definitions: Any, profiles: list[dict[str, Any]], needle: str) -> None:
     v = Validator(Overlay(definitions, profiles), profiles=[profiles[0]["url"]])
     with pytest.raises(ProfileError) as info:
         v.check_profiles()
     assert profiles[0]["url"] in str(info.value) and needle in str(info.value)
+
+
+def test_differential_element_missing_from_the_base_is_left_out(definitions: Any) -> None:
+    """As the HL7 generator does: the element the base lacks is dropped, the rest of the profile applies."""
+    sd = _sd("http://example.org/sd/bad-element", [
+        {"id": "Patient.colour", "path": "Patient.colour", "min": 1},
+        {"id": "Patient.name", "path": "Patient.name", "min": 1},
+    ])
+    v = Validator(Overlay(definitions, [sd]), profiles=[sd["url"]])
+    v.check_profiles()
+    assert v.plans.snapshots.ignored == {sd["url"]: ["Patient.colour"]}
+    assert ("cardinality", "Patient") in errors(v.iter_issues({"resourceType": "Patient"}))
+    assert not errors(v.iter_issues({"resourceType": "Patient", "name": [{"family": "X"}]}))
 
 
 # --- the project's own profiles -------------------------------------------------------------------
