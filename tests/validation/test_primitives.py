@@ -34,3 +34,11 @@ def test_primitive_form(type_code: str, value: object, ok: bool) -> None:
     assert (message is None) is ok, message
     if not ok:
         assert message  # a reason a person can act on
+
+
+@pytest.mark.parametrize("type_code", ["uri", "url", "canonical"])
+def test_urn_uuid_in_a_uri_must_be_a_valid_lower_case_uuid(type_code: str) -> None:
+    assert CHECKERS[type_code]("urn:uuid:c757873d-ec9a-4326-a141-556f43239520") is None
+    assert CHECKERS[type_code]("Patient/1") is None
+    assert CHECKERS[type_code]("urn:uuid:c757873d-ec9a-4326-a141-556f43239520asdf") == "UUIDs must be valid and lowercase (c757873d-ec9a-4326-a141-556f43239520asdf)"
+    assert CHECKERS[type_code]("urn:uuid:C757873D-EC9A-4326-A141-556F43239520") is not None
