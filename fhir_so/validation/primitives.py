@@ -213,6 +213,24 @@ SYSTEM_TYPES: dict[str, str] = {
 }
 
 
+def _no_example(check: Checker) -> Checker:
+    def no_example(v: Any) -> str | None:
+        problem = check(v)
+        if problem is None and ("example.org" in v or "acme.com" in v):
+            return f"Example URLs are not allowed in this context ({v})"
+        return problem
+
+    return no_example
+
+
+def checkers(*, allow_examples: bool = True) -> dict[str, Checker]:
+    """The checkers to use: with ``allow_examples=False`` (an IG's own resources, not its examples)
+    a uri, url or canonical at example.org or acme.com is an error, as the Java validator says."""
+    if allow_examples:
+        return CHECKERS
+    return {**CHECKERS, **{code: _no_example(CHECKERS[code]) for code in ("uri", "url", "canonical")}}
+
+
 def is_primitive(type_code: str) -> bool:
     """True for FHIR primitive type codes (lower-case first letter)."""
     return type_code in CHECKERS
