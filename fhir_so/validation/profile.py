@@ -500,6 +500,11 @@ class ElementWalker:
         if target is None and isinstance(declared, str):
             target = declared
         target_types = node.target_types if node.target_types is not None or not node.target_profiles else self._target_types(node)
+        if resolved and node.target_profiles and target_types is None:
+            # as the Java validator: a target profile no loaded package defines cannot be checked, an error
+            for url in node.target_profiles:
+                if self.plans.plan(url) is None:
+                    ctx.sink.append(Issue("error", STRUCTURE, loc, f"Unable to resolve the profile reference '{url}'", "reference-profile"))
         if target is not None and target_types is not None and target not in target_types:
             allowed = ", ".join(target_types)
             if resolved:

@@ -277,3 +277,21 @@ def test_malformed_snapshot_is_a_profile_error(definitions: Any) -> None:
     with pytest.raises(ProfileError) as info:
         v.check_profiles()
     assert "http://example.org/sd/malformed" in str(info.value)
+
+
+def test_unresolvable_target_profile_of_a_resolved_reference_is_an_error(definitions: Any) -> None:
+    missing = "http://example.org/StructureDefinition/not-loaded"
+    obs_profile = _sd("http://example.org/StructureDefinition/obs-missing-target", [
+        {"id": "Observation.subject", "path": "Observation.subject", "type": [{"code": "Reference", "targetProfile": [missing]}]},
+    ], base="http://hl7.org/fhir/StructureDefinition/Observation", type_="Observation")
+    v = Validator(Overlay(definitions, [obs_profile]), profiles=["http://example.org/StructureDefinition/obs-missing-target"])
+    obs = {"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "subject": {"reference": "urn:uuid:6f1d0d4e-1111-4000-8000-000000000001"}}
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": "urn:uuid:6f1d0d4e-1111-4000-8000-000000000001", "resource": {"resourceType": "Patient"}},
+        {"fullUrl": "urn:uuid:6f1d0d4e-1111-4000-8000-000000000002", "resource": obs}]}
+    issues = [i for i in v.iter_issues(bundle) if i.rule == "reference-profile"]
+    assert [(i.severity, i.expression, i.message) for i in issues] == [
+        ("error", "Bundle.entry[1].resource.subject", f"Unable to resolve the profile reference '{missing}'")]
+    # an unresolved reference (not in the Bundle) is not judged by its profile
+    alone = {**obs, "subject": {"reference": "Patient/1"}}
+    assert not [i for i in v.iter_issues(alone) if i.rule == "reference-profile"]
