@@ -10,8 +10,9 @@ reported both as itself and as the txt-1 constraint, as the Java validator does.
 
 Parsing uses the standard library's expat parser (``xml.etree``) after two guards: any
 ``<!DOCTYPE`` / ``<!ENTITY`` is refused before parsing (no entity expansion, no external
-entities), and HTML named entities (``&nbsp;``), which XHTML narratives use and XML does not
-define, are turned into character references first. Results are cached per text: many
+entities), and HTML named entities (``&nbsp;``, ``&reg;``), which XML does not define, are
+errors as in the Java validator (which reads narratives in XML mode), but are turned into
+character references first so that the rest of the text is still checked. Results are cached per text: many
 resources share their narrative.
 """
 
@@ -87,11 +88,11 @@ def _entities(text: str, bad: list[str]) -> str:
         name = m.group(1)
         if name in _XML_ENTITIES:
             return m.group(0)
+        # the Java validator reads narratives in XML mode: only XML's five entities are allowed,
+        # an HTML one (&reg;, &nbsp;) is an error; it is still decoded so the rest can be checked
+        bad.append(name)
         cp = html.entities.name2codepoint.get(name)
-        if cp is None:
-            bad.append(name)
-            return ""
-        return f"&#{cp};"
+        return "" if cp is None else f"&#{cp};"
 
     return _ENTITY.sub(sub, text) if "&" in text else text
 
@@ -107,7 +108,7 @@ def check_xhtml(text: str) -> Iterator[Finding]:
     bad: list[str] = []
     source = _entities(text, bad)
     for name in bad:
-        own.append(("error", f"Invalid entity in the XHTML ('{name}')", "xhtml-entity"))
+        own.append(("error", f"Invalid entity in the XHTML ('&{name};')", "xhtml-entity"))
     try:
         root = ET.fromstring(source)
     except ET.ParseError as exc:

@@ -58,6 +58,19 @@ def _matcher(pattern: re.Pattern[str], what: str) -> Checker:
     return check
 
 
+def _uri_like(what: str) -> Checker:
+    """uri, url, canonical: no whitespace; a ``urn:uuid:`` one must hold a valid lower-case UUID (as Java checks)."""
+    plain = _matcher(_URI_RE, what)
+
+    def check(v: Any) -> str | None:
+        problem = plain(v)
+        if problem is None and v.startswith("urn:uuid:") and _UUID_RE.fullmatch(v) is None:
+            return f"UUIDs must be valid and lowercase ({v[9:]})"
+        return problem
+
+    return check
+
+
 def _date_exists(v: str) -> bool:
     if len(v) < 10:
         return True
@@ -175,9 +188,9 @@ CHECKERS: dict[str, Checker] = {
     "markdown": _string,
     "code": _matcher(_CODE_RE, "code (no leading, trailing or double spaces)"),
     "id": _matcher(_ID_RE, "id (1 to 64 of A-Z a-z 0-9 - .)"),
-    "uri": _matcher(_URI_RE, "uri (no whitespace)"),
-    "url": _matcher(_URI_RE, "url (no whitespace)"),
-    "canonical": _matcher(_URI_RE, "canonical (no whitespace)"),
+    "uri": _uri_like("uri (no whitespace)"),
+    "url": _uri_like("url (no whitespace)"),
+    "canonical": _uri_like("canonical (no whitespace)"),
     "oid": _matcher(_OID_RE, "oid (urn:oid:1.2.3)"),
     "uuid": _matcher(_UUID_RE, "uuid (urn:uuid: and lower-case hex)"),
     "date": _date,
@@ -198,6 +211,24 @@ SYSTEM_TYPES: dict[str, str] = {
     "http://hl7.org/fhirpath/System.DateTime": "dateTime",
     "http://hl7.org/fhirpath/System.Time": "time",
 }
+
+
+def _no_example(check: Checker) -> Checker:
+    def no_example(v: Any) -> str | None:
+        problem = check(v)
+        if problem is None and ("example.org" in v or "acme.com" in v):
+            return f"Example URLs are not allowed in this context ({v})"
+        return problem
+
+    return no_example
+
+
+def checkers(*, allow_examples: bool = True) -> dict[str, Checker]:
+    """The checkers to use: with ``allow_examples=False`` (an IG's own resources, not its examples)
+    a uri, url or canonical at example.org or acme.com is an error, as the Java validator says."""
+    if allow_examples:
+        return CHECKERS
+    return {**CHECKERS, **{code: _no_example(CHECKERS[code]) for code in ("uri", "url", "canonical")}}
 
 
 def is_primitive(type_code: str) -> bool:

@@ -36,7 +36,7 @@ from fhir_so.validation.limits import violation
 from fhir_so.validation.narrative import NarrativeChecker
 from fhir_so.validation.native import NATIVE_EXPRESSIONS, compile_simple
 from fhir_so.validation.plan import MISSING, Constraint, Node, PlanRegistry
-from fhir_so.validation.primitives import CHECKERS, as_dict, as_list, json_type
+from fhir_so.validation.primitives import CHECKERS, as_dict, as_list, checkers, json_type
 from fhir_so.validation.slicing import SliceMatcher, matches_pattern
 from fhir_so.validation.walkstate import WalkState
 
@@ -78,6 +78,8 @@ class ElementWalker:
         self._targets: dict[tuple[int, str], tuple[str, ...] | None] = {}
         #: extensions: found by url, checked for context and modifier flag
         self.extensions = ExtensionChecker(plans, domains=extension_domains, allow_examples=allow_examples)
+        #: primitive form checks per type code (uri-like ones refuse example URLs unless examples are allowed)
+        self.checkers = checkers(allow_examples=allow_examples)
         #: "now" for limits relative to it (a maxValue Duration on a date); None: the clock
         self.now: datetime | None = now
 
@@ -258,7 +260,7 @@ class ElementWalker:
                     new = self.slices.walk(child, ccode, item, at, ctx, value.get("_" + key))
                 else:
                     new = None
-                    checker = CHECKERS.get(ccode)
+                    checker = self.checkers.get(ccode)
                     for i, x in enumerate(item):
                         if checker is not None:
                             if x is None and isinstance(value.get("_" + key), list):
@@ -286,7 +288,7 @@ class ElementWalker:
                     r = self.slices.walk(child, ccode, [item], at, ctx, None)
                     r = item if r is None else r[0]
                 elif not child.has_value_checks and ccode in CHECKERS:
-                    msg = CHECKERS[ccode](item)
+                    msg = self.checkers[ccode](item)
                     if msg is not None:
                         sink.append(_type_issue(item, at, msg))
                     continue
@@ -346,7 +348,7 @@ class ElementWalker:
 
     def value(self, node: Node, code: str, x: Any, loc: str, ctx: WalkState) -> Any:
         """Check one occurrence of an element (primitive, complex or resource)."""
-        checker = CHECKERS.get(code)
+        checker = self.checkers.get(code)
         sink = ctx.sink
         if checker is not None:
             msg = checker(x)
@@ -397,6 +399,14 @@ class ElementWalker:
             # a Bundle's entries are resources of their own (%resource is the entry); contained ones share the root;
             # so are the resources of a Parameters: '#id' references resolve in their own contained list
             root = None if ctx.resource.get("resourceType") in ("Bundle", "Parameters") else ctx.root
+            if len(profiles) > 1:
+                # several profiles on one type: the resource must conform to at least one of them
+                for p in profiles:
+                    trial: list[Issue] = []
+                    self.resource(x, loc, trial, profiles=(p,), bundle=ctx.bundle, root=root, allowed_types=allowed)
+                    if not any(i.is_error for i in trial):
+                        sink.extend(trial)
+                        return x
             self.resource(x, loc, sink, profiles=profiles, bundle=ctx.bundle, root=root, allowed_types=allowed)
             return x
         return self._complex_value(node, code, x, loc, ctx)
@@ -490,6 +500,11 @@ class ElementWalker:
         if target is None and isinstance(declared, str):
             target = declared
         target_types = node.target_types if node.target_types is not None or not node.target_profiles else self._target_types(node)
+        if resolved and node.target_profiles and target_types is None:
+            # as the Java validator: a target profile no loaded package defines cannot be checked, an error
+            for url in node.target_profiles:
+                if self.plans.plan(url) is None:
+                    ctx.sink.append(Issue("error", STRUCTURE, loc, f"Unable to resolve the profile reference '{url}'", "reference-profile"))
         if target is not None and target_types is not None and target not in target_types:
             allowed = ", ".join(target_types)
             if resolved:

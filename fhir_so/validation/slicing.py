@@ -337,7 +337,7 @@ def _contained(resource: Any, rid: str) -> dict[str, Any] | None:
 def _segments(path: str) -> list[str]:
     out = []
     for seg in path.split("."):
-        if seg.startswith("ofType("):
+        if seg.startswith("ofType(") or seg == "$this":  # "$this.name" is "name"
             continue
         if seg.startswith("extension("):
             out.append("extension")

@@ -59,6 +59,8 @@ class SnapshotGenerator:
     def __init__(self, definitions: DefinitionSource) -> None:
         self._defs = definitions
         self._generated: dict[str, list[dict[str, Any]]] = {}
+        #: profile url -> differential element ids that the base has no place for (left out)
+        self.ignored: dict[str, list[str]] = {}
 
     def elements(self, sd: dict[str, Any], *, _chain: tuple[str, ...] = ()) -> list[dict[str, Any]]:
         """The snapshot elements of ``sd``; generated from its differential when it has no snapshot."""
@@ -88,7 +90,7 @@ class SnapshotGenerator:
         if not isinstance(diff, list):
             raise ProfileError("has neither a snapshot nor a differential", source=url)
         base_elements = self.elements(base, _chain=(*chain, url))
-        work = _Work(self, _copy(base_elements), url)
+        work = _Work(self, _copy(base_elements), url, base_elements)
         for raw in diff:
             if not isinstance(raw, dict):
                 raise ProfileError("a differential element is not a JSON object", source=url)
@@ -96,7 +98,13 @@ class SnapshotGenerator:
                 eid = element_id(raw)
             except ValueError:
                 raise ProfileError("a differential element has neither id nor path", source=url) from None
-            target = work.find_or_create(eid)
+            try:
+                target = work.find_or_create(eid)
+            except _NotInBase:
+                # as the HL7 generator does: an element the base does not have is left out (Java
+                # reports it on the profile and validates instances without it), not a fatal error
+                self.ignored.setdefault(url, []).append(eid)
+                continue
             _merge(target, raw, url, eid)
         for el in work.elements:
             slicing = el.get("slicing")
@@ -112,13 +120,20 @@ class SnapshotGenerator:
         return self.elements(sd)
 
 
+class _NotInBase(Exception):
+    """A differential element with no place in the base definition."""
+
+
 class _Work:
     """A snapshot being built: the element list plus an id index kept in step with it."""
 
-    def __init__(self, gen: SnapshotGenerator, elements: list[dict[str, Any]], url: str) -> None:
+    def __init__(self, gen: SnapshotGenerator, elements: list[dict[str, Any]], url: str, base: list[dict[str, Any]]) -> None:
         self.gen = gen
         self.elements = elements
         self.url = url
+        # the unconstrained base: a contentReference copies its target from here, so that the
+        # profile's own constraints on the target (min 3 on parameter.part) do not leak into it
+        self.base = base
         for el in elements:
             el["id"] = element_id(el)
 
@@ -163,7 +178,7 @@ class _Work:
             unsliced_id = f"{parent_id}.{name}"
             upos = self.index(unsliced_id)
             if upos < 0:
-                raise ProfileError(f"differential element {eid!r}: {unsliced_id!r} does not exist in the base", source=self.url)
+                raise _NotInBase(eid)
             return self._add_slice(upos, eid, slice_name.split("/")[-1])
         # a type-specific name of a choice element (valueQuantity for value[x])
         for i, el in enumerate(self.elements):
@@ -176,7 +191,7 @@ class _Work:
                     match = next((c for c in codes if c[:1].upper() + c[1:] == type_code), None)
                     if match is not None:
                         return self._add_slice(i, eid_i + ":" + last, last, only_type=match)
-        raise ProfileError(f"differential element {eid!r} does not exist in the base definition", source=self.url)
+        raise _NotInBase(eid)
 
     def _add_slice(self, upos: int, eid: str, slice_name: str, only_type: str | None = None) -> dict[str, Any]:
         unsliced_id = self.elements[upos]["id"]
@@ -207,18 +222,18 @@ class _Work:
             return
         ref = parent.get("contentReference")
         if isinstance(ref, str) and ref.startswith("#"):
-            ref_pos = self.index(ref[1:])
-            if ref_pos < 0:
-                raise ProfileError(f"{pid} refers to {ref}, which does not exist", source=self.url)
-            source_root = self.elements[ref_pos]["id"]
-            kids = [
-                _copy(el)
-                for el in self.elements[ref_pos + 1:self._subtree_end(ref_pos)]
-                if el["id"].startswith(source_root + ".")
-            ]
+            source_root = ref[1:]
+            source = [el for el in self.base if element_id(el) == source_root or element_id(el).startswith(source_root + ".")]
+            if not source:
+                ref_pos = self.index(source_root)
+                if ref_pos < 0:
+                    raise ProfileError(f"{pid} refers to {ref}, which does not exist", source=self.url)
+                source = self.elements[ref_pos:self._subtree_end(ref_pos)]
+            root_path = source[0]["path"]
+            kids = [_copy(el) for el in source[1:] if element_id(el).startswith(source_root + ".")]
             for k in kids:
-                k["id"] = pid + k["id"][len(source_root):]
-                k["path"] = parent["path"] + k["path"][len(self.elements[ref_pos]["path"]):]
+                k["id"] = pid + element_id(k)[len(source_root):]
+                k["path"] = parent["path"] + k["path"][len(root_path):]
         else:
             types = [t.get("code") for t in parent.get("type") or []]
             if len(types) != 1 or not isinstance(types[0], str):

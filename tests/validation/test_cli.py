@@ -95,12 +95,12 @@ def test_broken_declared_profile_is_bad_input_not_a_traceback(tmp_path: Path) ->
     url = "http://example.org/StructureDefinition/broken"
     (pkg / "StructureDefinition-broken.json").write_text(json.dumps({
         "resourceType": "StructureDefinition", "id": "broken", "url": url, "name": "Broken", "status": "draft", "kind": "resource",
-        "abstract": False, "type": "Patient", "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Patient", "derivation": "constraint",
-        "differential": {"element": [{"id": "Patient.colour", "path": "Patient.colour", "min": 1}]}}))
+        "abstract": False, "type": "Patient", "baseDefinition": "http://example.org/StructureDefinition/no-such-base", "derivation": "constraint",
+        "differential": {"element": [{"id": "Patient.name", "path": "Patient.name", "min": 1}]}}))
     res = tmp_path / "p.json"
     res.write_text(json.dumps({"resourceType": "Patient", "meta": {"profile": [url]}}))
     result = run(str(res), "--package", str(pkg))
     assert result.exit_code == 2, result.output
-    assert url in result.output and "Patient.colour" in result.output and "Traceback" not in result.output
+    assert url in result.output and "no-such-base" in result.output and "Traceback" not in result.output
     forced = run(str(res), "--package", str(pkg), "--profile", url)
     assert forced.exit_code == 2 and url in forced.output

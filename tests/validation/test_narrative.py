@@ -27,11 +27,11 @@ def found(div: str) -> set[str]:
     [
         f"<div {NS}><p>Ada <b>Lovelace</b>, born 1815</p></div>",
         f'<div {NS}><table class="grid"><tr><td colspan="2">x</td></tr></table><a href="https://example.org/x">link</a></div>',
-        f"<div {NS}>caf&eacute; &amp; tea&nbsp;&#169;</div>",
+        f"<div {NS}>caf&#233; &amp; &lt;tea&gt; &quot;&apos;&#xA0;&#169;</div>",
         f'<div {NS} xml:lang="en" lang="en"><img src="#pic" alt="pic"/></div>',
         f'<div {NS}><span style="color: red" id="a1">red</span><!-- a comment --></div>',
     ],
-    ids=["basic", "table-and-link", "html-entities", "image-only", "style-and-comment"],
+    ids=["basic", "table-and-link", "xml-entities", "image-only", "style-and-comment"],
 )
 def test_safe_narratives_pass(div: str) -> None:
     assert list(check_xhtml(div)) == []
@@ -62,7 +62,14 @@ def test_malformed_xhtml_is_an_error() -> None:
 def test_wrong_namespace_root_and_unknown_entity() -> None:
     assert "xhtml-namespace" in found('<div xmlns="http://www.w3.org/1999/xhtml"><p xmlns="http://example.org/other">x</p></div>')
     assert "xhtml-root" in found(f"<p {NS}>text</p>")
-    assert ("error", "Invalid entity in the XHTML ('bogus')", "xhtml-entity") in list(check_xhtml(f"<div {NS}>a &bogus; b</div>"))
+    assert ("error", "Invalid entity in the XHTML ('&bogus;')", "xhtml-entity") in list(check_xhtml(f"<div {NS}>a &bogus; b</div>"))
+
+
+def test_html_entity_is_an_error_as_in_the_java_validator() -> None:
+    # XML mode: only amp, lt, gt, quot and apos; the rest of the text is still checked
+    assert list(check_xhtml(f"<div {NS}><p>CPT&reg;</p></div>")) == [("error", "Invalid entity in the XHTML ('&reg;')", "xhtml-entity")]
+    assert ("error", "Invalid entity in the XHTML ('&nbsp;')", "xhtml-entity") in list(check_xhtml(f"<div {NS}>a&nbsp;b<script>x</script></div>"))
+    assert {"xhtml-entity", "xhtml-element", "txt-1"} <= found(f"<div {NS}>a&nbsp;b<script>x</script></div>")
 
 
 def test_block_inside_paragraph() -> None:

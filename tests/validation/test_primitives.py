@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fhir_so.validation.primitives import CHECKERS
+from fhir_so.validation.primitives import CHECKERS, checkers
 
 CASES = [
     ("date", "2024", True), ("date", "2024-02-29", True), ("date", "2023-02-29", False), ("date", "2023-02-30", False),
@@ -34,3 +34,20 @@ def test_primitive_form(type_code: str, value: object, ok: bool) -> None:
     assert (message is None) is ok, message
     if not ok:
         assert message  # a reason a person can act on
+
+
+@pytest.mark.parametrize("type_code", ["uri", "url", "canonical"])
+def test_urn_uuid_in_a_uri_must_be_a_valid_lower_case_uuid(type_code: str) -> None:
+    assert CHECKERS[type_code]("urn:uuid:c757873d-ec9a-4326-a141-556f43239520") is None
+    assert CHECKERS[type_code]("Patient/1") is None
+    assert CHECKERS[type_code]("urn:uuid:c757873d-ec9a-4326-a141-556f43239520asdf") == "UUIDs must be valid and lowercase (c757873d-ec9a-4326-a141-556f43239520asdf)"
+    assert CHECKERS[type_code]("urn:uuid:C757873D-EC9A-4326-A141-556F43239520") is not None
+
+
+def test_example_urls_are_errors_only_when_examples_are_not_allowed() -> None:
+    assert checkers(allow_examples=True) is CHECKERS
+    strict = checkers(allow_examples=False)
+    assert strict["url"]("http://repository.example.org/fhir/x") == "Example URLs are not allowed in this context (http://repository.example.org/fhir/x)"
+    assert strict["canonical"]("http://acme.com/sd") is not None
+    assert strict["uri"]("http://hl7.org/fhir/sid/us-ssn") is None
+    assert strict["string"]("http://example.org") is None  # only uri-like types
