@@ -50,7 +50,8 @@ import orjson
 from fhir_so import terminology as term
 from fhir_so.client import FhirClient
 from fhir_so.errors import ConsentError, FhirSoError, InputError, PreconditionFailed
-from fhir_so.jsonio import load_json, write_atomic
+from fhir_so.jsonio import write_atomic
+from fhir_so.workflow.state import read_state_file
 from fhir_so.workflow.transfer import Clock, TransferResult, transfer, utc_now
 
 __all__ = ["BATCH_FORMAT", "BatchResult", "BatchState", "CaseResult", "Outcome", "select_cases", "transfer_all"]
@@ -202,22 +203,7 @@ class BatchState:
         if path is None:
             return cls(None, key)
         p = Path(path)
-        if not p.exists():
-            if not p.absolute().parent.is_dir():
-                raise InputError("the folder of the state file does not exist", source=str(p))
-            return cls(p, key)
-        data = load_json(p)
-        if not isinstance(data, dict) or data.get("format") != BATCH_FORMAT:
-            raise InputError(f"not a fhir-so batch state file (expected format {BATCH_FORMAT})", source=str(p), location="$.format")
-        if not isinstance(data.get("cases"), dict):
-            raise InputError("the state file has no cases object", source=str(p), location="$.cases")
-        if data.get("batch") != key:
-            raise InputError(
-                f"this state file belongs to another batch ({_describe(data.get('batch'))}), not {_describe(key)}; give a new --state file",
-                source=str(p),
-                location="$.batch",
-            )
-        return cls(p, key, data)
+        return cls(p, key, read_state_file(p, fmt=BATCH_FORMAT, kind="batch", items="cases", key=key, describe=_describe))
 
     def finished(self, request_id: str) -> CaseResult | None:
         """The result an earlier run recorded for this case, or None when it still has to run."""

@@ -16,13 +16,14 @@ on that id finds it instead of adding a second).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from fhir_so.errors import InputError
 from fhir_so.jsonio import dumps, load_json, write_atomic
 
-__all__ = ["STATE_FORMAT", "STEPS", "StateStore", "TransferState"]
+__all__ = ["STATE_FORMAT", "STEPS", "StateStore", "TransferState", "read_state_file"]
 
 STATE_FORMAT = "fhir-so-transfer-state/1"
 STEPS = ("pulled", "pushed", "provenance", "done")
@@ -62,23 +63,7 @@ class TransferState:
                                  f"not {_describe(key)}; give a new --state file")
             return cls(None, key, held, store=path)
         p = Path(path)
-        if not p.exists():
-            if not p.absolute().parent.is_dir():
-                raise InputError("the folder of the state file does not exist", source=str(p))
-            return cls(p, key)
-        data = load_json(p)
-        if not isinstance(data, dict) or data.get("format") != STATE_FORMAT:
-            raise InputError(f"not a fhir-so transfer state file (expected format {STATE_FORMAT})", source=str(p), location="$.format")
-        if not isinstance(data.get("steps"), dict):
-            raise InputError("the state file has no steps object", source=str(p), location="$.steps")
-        if data.get("transfer") != key:
-            raise InputError(
-                f"this state file belongs to another transfer ({_describe(data.get('transfer'))}), "
-                f"not {_describe(key)}; give a new --state file",
-                source=str(p),
-                location="$.transfer",
-            )
-        return cls(p, key, data)
+        return cls(p, key, read_state_file(p, fmt=STATE_FORMAT, kind="transfer", items="steps", key=key, describe=_describe))
 
     @property
     def transfer_id(self) -> str | None:
@@ -123,3 +108,29 @@ def _describe(key: Any) -> str:
     if not isinstance(key, dict):
         return "unknown"
     return f"{key.get('direction')} of request {key.get('request')} from {key.get('source')} to {key.get('destination')}"
+
+
+def read_state_file(
+    p: Path, *, fmt: str, kind: str, items: str, key: Any, describe: Callable[[Any], str]
+) -> dict[str, Any] | None:
+    """A state file's JSON when it belongs to ``key`` (None: no file yet, a fresh start).
+
+    The file's ``format`` must be ``fmt``, its ``items`` an object and its ``kind`` field equal
+    to ``key``; anything else is an InputError naming the file and the place (exit 2).
+    """
+    if not p.exists():
+        if not p.absolute().parent.is_dir():
+            raise InputError("the folder of the state file does not exist", source=str(p))
+        return None
+    data = load_json(p)
+    if not isinstance(data, dict) or data.get("format") != fmt:
+        raise InputError(f"not a fhir-so {kind} state file (expected format {fmt})", source=str(p), location="$.format")
+    if not isinstance(data.get(items), dict):
+        raise InputError(f"the state file has no {items} object", source=str(p), location=f"$.{items}")
+    if data.get(kind) != key:
+        raise InputError(
+            f"this state file belongs to another {kind} ({describe(data.get(kind))}), not {describe(key)}; give a new --state file",
+            source=str(p),
+            location=f"$.{kind}",
+        )
+    return data
