@@ -48,9 +48,10 @@ def validate_command(
     each resource goes to that server's $validate instead. Conformance only, unless
     --rules transfer adds the business rules (so-consent-*, so-stat-flagged, so-record-withheld).
     A --package NAME#VERSION that is not in the cache is installed from the package registries
-    first (once; offline afterwards).
-    Exit codes: 0 all valid, 1 some invalid, 2 bad input (unreadable file, malformed JSON),
-    3 a package could not be downloaded.
+    first (once; offline afterwards). Hand-written JSON (a comment, a comma too many) is read as
+    the HL7 validator reads it, each departure an error at its place.
+    Exit codes: 0 all valid, 1 some invalid, 2 bad input (an unreadable file, or not JSON even
+    read leniently), 3 a package could not be downloaded.
     """
     from fhir_so.validation.outcome import write_report, write_report_file
     from fhir_so.workflow.run_validation import validate
