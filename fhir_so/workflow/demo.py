@@ -94,6 +94,10 @@ def _one_opinion(
     except ConsentError as refused:
         result.refusals.append(str(refused))
         say(f"   checked before consent: REFUSED: {refused}")
+    else:
+        # the policy reads every active Consent of the patient on the server, linked or not: the
+        # one an earlier run wrote still permits (a re-run writes nothing new)
+        say("   checked before consent: permitted by the patient's consent an earlier run left on the server")
     consented = case.updated(opinion=None)
     records_consent = case.records_consent
     if records_consent is not None and not records_consent.record_kinds and case.records:

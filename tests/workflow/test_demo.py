@@ -26,6 +26,10 @@ def test_the_story_runs_and_reruns_without_duplicates(tmp_path: Path) -> None:
         assert expert.count("Provenance") == 2 and clinic.count("Provenance") == 2
         assert expert.count("ServiceRequest") == 2
         (tmp_path / "again").mkdir()
-        again = run_demo(a, b, examples=EXAMPLES, state_dir=tmp_path / "again", say=lambda _: None)
+        again_lines: list[str] = []
+        again = run_demo(a, b, examples=EXAMPLES, state_dir=tmp_path / "again", say=again_lines.append)
         assert ({t: clinic.count(t) for t in clinic.store}, {t: expert.count(t) for t in expert.store}) == counts
+        # the consent the first run wrote is still the patient's: the re-run says so instead of a refusal
+        assert not again.refusals
+        assert sum("permitted by the patient's consent an earlier run left" in line for line in again_lines) == 2
         assert all(not t.push.counts()["created"] for t in again.transfers if t.push)
