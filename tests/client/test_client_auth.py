@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import secrets
 from pathlib import Path
 
 import pytest
@@ -17,8 +18,9 @@ from fhir_so.auth import BasicAuth, BearerToken, SmartBackendAuth, auth_from_env
 from fhir_so.client import FhirClient, RetryPolicy
 from fhir_so.errors import AuthError, InputError, UnsafeUrlError
 
-TOKEN = "tok-SECRET-0123456789"
-PASSWORD = "pw-SECRET-9876"
+# made per run, never written in the repo: the tests look for these values where they must not be
+TOKEN = f"tok-SECRET-{secrets.token_hex(5)}"
+PASSWORD = f"pw-SECRET-{secrets.token_hex(2)}"
 PATIENT = {"resourceType": "Patient", "id": "1"}
 
 

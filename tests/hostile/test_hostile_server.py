@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -20,8 +21,9 @@ from tests.hostile.fake_server import FakeServer, Received
 from tests.hostile.hostile_summary import HostileSummary, summary
 
 ROOT = Path(__file__).resolve().parents[2]
-TOKEN = "tok-HOSTILE-5f1c2a9e7b"
-USER, PASSWORD = "clinic", "pw-HOSTILE-83b1d0"
+# made per run, never written in the repo: what the tests look for is these values at the foreign origin
+TOKEN = f"tok-HOSTILE-{secrets.token_hex(5)}"
+USER, PASSWORD = "clinic", f"pw-HOSTILE-{secrets.token_hex(3)}"
 BASIC = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
 SECRETS = [TOKEN, PASSWORD, BASIC]
 TRANSACTION = {
