@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from tests.hostile.plugins import session_plugin
+
 PLUGIN_NAME = "fhir-so-hostile-summary"
 
 
@@ -67,9 +69,4 @@ class HostileSummary:
 
 def summary(config: pytest.Config) -> HostileSummary:
     """The session's summary, registered as a plugin on first use."""
-    found = config.pluginmanager.get_plugin(PLUGIN_NAME)
-    if found is None:
-        found = HostileSummary()
-        config.pluginmanager.register(found, PLUGIN_NAME)
-    assert isinstance(found, HostileSummary)
-    return found
+    return session_plugin(config, PLUGIN_NAME, HostileSummary)

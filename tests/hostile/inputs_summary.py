@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from tests.hostile.plugins import session_plugin
+
 MAX_LINE = 500
 # The CLI must not pick up a server or credentials from the developer's environment.
 CLEAN_ENV: dict[str, str | None] = {k: None for k in os.environ if k.startswith("FHIR_SO_")}
@@ -60,11 +62,7 @@ class InputsSummary:
 
 def session_summary(config: pytest.Config) -> InputsSummary:
     """The one InputsSummary of this pytest session, registered as a plugin on first use."""
-    found = config.pluginmanager.get_plugin("hostile-inputs-summary")
-    if found is None:
-        found = InputsSummary()
-        config.pluginmanager.register(found, "hostile-inputs-summary")
-    return found
+    return session_plugin(config, "hostile-inputs-summary", InputsSummary)
 
 
 def check_run(
