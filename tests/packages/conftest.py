@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,3 +34,12 @@ def profiles_cache(core_cache: PackageCache) -> PackageCache:
 @pytest.fixture(scope="session")
 def profiles_resources(profiles_cache: PackageCache) -> list[dict[str, Any]]:
     return profiles_cache.load(f"{term.PACKAGE_NAME}#{term.PACKAGE_VERSION}").resources
+
+
+@pytest.fixture
+def cache(tmp_path: Path, core_cache: PackageCache) -> PackageCache:
+    """A private cache that shares the session's seeded core R4 (linked, not copied)."""
+    own = PackageCache(tmp_path / "cache")
+    own.root.mkdir()
+    (own.root / "hl7.fhir.r4.core#4.0.1").symlink_to(core_cache.package_dir("hl7.fhir.r4.core", "4.0.1"))
+    return own

@@ -15,14 +15,6 @@ from fhir_so.packages import CORE_SPEC, Definitions, PackageCache
 from tests.packages.package_helpers import make_tgz, value_set, write_package
 
 
-@pytest.fixture
-def cache(core_cache: PackageCache, tmp_path: Path) -> PackageCache:
-    """A private cache that shares the session's seeded core R4 (linked, not copied)."""
-    own = PackageCache(tmp_path / "cache")
-    own.root.mkdir()
-    (own.root / "hl7.fhir.r4.core#4.0.1").symlink_to(core_cache.package_dir("hl7.fhir.r4.core", "4.0.1"))
-    return own
-
 
 def test_core_definitions_by_url_type_name_and_version(cache: PackageCache) -> None:
     defs = cache.definitions()

@@ -62,14 +62,6 @@ def publish(rsps: responses.RequestsMock, registry: str, name: str, versions: di
     rsps.get(f"{registry}/{name}", json=listing)
 
 
-@pytest.fixture
-def cache(tmp_path: Path, core_cache: PackageCache) -> PackageCache:
-    """A private cache that shares the session's seeded core R4 (linked, not copied)."""
-    own = PackageCache(tmp_path / "cache")
-    own.root.mkdir()
-    (own.root / "hl7.fhir.r4.core#4.0.1").symlink_to(core_cache.package_dir("hl7.fhir.r4.core", "4.0.1"))
-    return own
-
 
 def added(cache: PackageCache) -> list[str]:
     """What is in the cache besides core R4 (temporary folders included)."""
