@@ -18,9 +18,9 @@ import requests
 from fhir_so import __version__
 from fhir_so.auth import Auth
 from fhir_so.client.batch import batch_fallback
-from fhir_so.client.results import FhirResponse, WriteResult, expect_bundle
+from fhir_so.client.results import FhirResponse, WriteResult, etag_version, expect_bundle
 from fhir_so.client.retry import RetryPolicy
-from fhir_so.client.search import Params, ParamValue, Search, merge_params
+from fhir_so.client.search import Freshness, Params, ParamValue, Search, merge_params
 from fhir_so.client.transport import Transport
 from fhir_so.client.urls import (
     check_base_url,
@@ -31,7 +31,7 @@ from fhir_so.client.urls import (
     resource_path,
     resource_type_of,
 )
-from fhir_so.errors import CapabilityError, InputError, ServerError
+from fhir_so.errors import CapabilityError, InputError, PreconditionFailed, ServerError
 
 __all__ = ["FHIR_JSON", "FhirClient"]
 
@@ -75,6 +75,8 @@ class FhirClient:
             headers={"Accept": FHIR_JSON, "User-Agent": self.user_agent},
         )
         self._capabilities: dict[str, Any] | None = None
+        # What tells a cached search answer from a fresh one (see fhir_so.client.search).
+        self.freshness = Freshness()
 
     @property
     def auth(self) -> Auth | None:
@@ -179,7 +181,23 @@ class FhirClient:
         headers = {"Prefer": "return=representation"}
         if if_match is not None:
             headers["If-Match"] = if_match if if_match.startswith(('W/"', '"')) else f'W/"{if_match}"'
-        return WriteResult.of(self.request("PUT", resource_path(resource_type, id), json=resource, headers=headers))
+        try:
+            return WriteResult.of(self.request("PUT", resource_path(resource_type, id), json=resource, headers=headers))
+        except PreconditionFailed as exc:
+            if if_match is None:
+                raise
+            # A version conflict is a 412 for the spec and some servers, a 409 for others (HAPI's
+            # JPA server among them): one error either way, naming the version the update was based on.
+            version = etag_version(if_match)
+            raise PreconditionFailed(
+                f"{exc.message} (the update was based on {resource_type}/{id} version {version}; "
+                "someone changed it since: read it again)",
+                status=exc.status,
+                method=exc.method,
+                url=exc.url,
+                outcome=exc.outcome,
+                version=version,
+            ) from exc
 
     def delete(self, resource_type: str, id: str) -> None:
         """DELETE [type]/[id]."""

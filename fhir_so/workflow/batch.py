@@ -477,4 +477,5 @@ def _count(
 ) -> int:
     """How many cases the selection matches, as the server counts them (for a progress bar's total)."""
     rtype, params = _selection(patient=patient, since=since, status=status, report_back=report_back)
-    return source.search(rtype, params).count()
+    # a progress bar's total: a cached count misleads no one
+    return source.search(rtype, params).cached().count()
