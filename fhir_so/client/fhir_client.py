@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import orjson
 import requests
@@ -18,7 +18,7 @@ import requests
 from fhir_so import __version__
 from fhir_so.auth import Auth
 from fhir_so.client.batch import batch_fallback
-from fhir_so.client.results import FhirResponse, WriteResult, etag_version, expect_bundle
+from fhir_so.client.results import FhirResponse, TransactionResponse, WriteResult, etag_version, expect_bundle
 from fhir_so.client.retry import RetryPolicy
 from fhir_so.client.search import Freshness, Params, ParamValue, Search, merge_params
 from fhir_so.client.transport import Transport
@@ -214,6 +214,7 @@ class FhirClient:
         """
         body = _check_bundle(bundle, "transaction")
         self.require()
+        self.require_conditional(body)
         if not self.supports("transaction"):
             if not fallback_to_batch:
                 raise CapabilityError(
@@ -224,6 +225,71 @@ class FhirClient:
             return batch_fallback(self.base_url, body, self.batch)
         answer = self.request("POST", "", json=body, idempotent=_transaction_is_idempotent(body))
         return expect_bundle(answer, "transaction-response")
+
+    def transaction_response(self, bundle: Mapping[str, Any], *, fallback_to_batch: bool = False) -> TransactionResponse:
+        """:meth:`transaction`, read entry by entry against what was sent, every entry located.
+
+        Servers do not all say where an entry's resource is: Blaze leaves ``location`` out of
+        an update's and a matched conditional create's answer (and, by default, the resource
+        too). Such an entry is located from its request: the ``Type/id`` of its url, or a fresh
+        search on its condition (``ifNoneExist``, or the query of a conditional update) that
+        must match exactly one resource.
+        """
+        sent = dict(bundle)
+        read = TransactionResponse.read(self.base_url, sent, self.transaction(sent, fallback_to_batch=fallback_to_batch))
+        return read.located(self.locate)
+
+    def locate(self, request: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Where a transaction entry's request put its resource: a stub ``{resourceType, id, meta}``.
+
+        From the ``Type/id`` of the request's url, or else from a fresh search on its condition
+        (``ifNoneExist`` of a create, the query of a conditional update); None when neither
+        says, ServerError when the condition matches more or less than one resource.
+        """
+        url = str(request.get("url") or "").lstrip("/")
+        path, _, query = url.partition("?")
+        method = str(request.get("method") or "").upper()
+        parts = path.split("/")
+        if len(parts) == 2 and not query and method in ("PUT", "DELETE", "PATCH"):
+            return {"resourceType": check_type(parts[0]), "id": check_id(parts[1])}
+        condition = request.get("ifNoneExist") if method == "POST" else query if method == "PUT" else None
+        if len(parts) != 1 or not isinstance(condition, str) or not condition:
+            return None
+        rtype = check_type(parts[0])
+        found = list(self.search(rtype, parse_qsl(condition, keep_blank_values=True)).page_size(2).page_limit(1))
+        if len(found) != 1:
+            raise ServerError(
+                f"{self.base_url}: the transaction-response does not say where the {rtype} of "
+                f"{method} {_shorten(url)} is, and its condition matches {len(found)} resources"
+                + (" or more" if len(found) > 1 else "")
+            )
+        return {"resourceType": rtype, "id": found[0].get("id"), "meta": found[0].get("meta") or {}}
+
+    def require_conditional(self, bundle: Mapping[str, Any]) -> None:
+        """CapabilityError when the server declares it cannot do a conditional create or update
+        the bundle asks of it (``conditionalCreate`` / ``conditionalUpdate`` false in its
+        CapabilityStatement, as Blaze declares conditional update): a clear refusal before
+        anything is sent, instead of an error from deep inside the transaction."""
+        declared = _conditional_support(self.capabilities())
+        for i, entry in enumerate(bundle.get("entry") or []):
+            request = entry.get("request") if isinstance(entry, Mapping) else None
+            if not isinstance(request, Mapping):
+                continue
+            method = str(request.get("method") or "").upper()
+            url = str(request.get("url") or "").lstrip("/")
+            rtype = url.split("?", 1)[0].split("/", 1)[0]
+            if method == "PUT" and "?" in url:
+                kind = "conditionalUpdate"
+            elif method == "POST" and request.get("ifNoneExist"):
+                kind = "conditionalCreate"
+            else:
+                continue
+            if declared.get((rtype, kind)) is False:
+                what = "conditional update" if kind == "conditionalUpdate" else "conditional create"
+                raise CapabilityError(
+                    f"{self.base_url} declares no {what} for {_shorten(rtype)} "
+                    f"(CapabilityStatement {kind} false), which entry {i} ({method} {_shorten(url)}) needs"
+                )
 
     def batch(self, bundle: Mapping[str, Any]) -> dict[str, Any]:
         """POST a batch Bundle; return the batch-response Bundle (entries succeed or fail alone)."""
@@ -297,6 +363,25 @@ class FhirClient:
             )
         return self._transport.send(method, url, body, send_headers, idempotent=idempotent, authenticate=same_origin)
 
+
+
+def _shorten(text: str, limit: int = 100) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _conditional_support(capabilities: Mapping[str, Any]) -> dict[tuple[str, str], bool]:
+    """(type, conditionalCreate|conditionalUpdate) -> what the CapabilityStatement declares, where it does."""
+    found: dict[tuple[str, str], bool] = {}
+    for rest in capabilities.get("rest") or []:
+        if not isinstance(rest, Mapping) or rest.get("mode", "server") != "server":
+            continue
+        for resource in rest.get("resource") or []:
+            if not isinstance(resource, Mapping) or not isinstance(resource.get("type"), str):
+                continue
+            for kind in ("conditionalCreate", "conditionalUpdate"):
+                if isinstance(resource.get(kind), bool):
+                    found[(resource["type"], kind)] = resource[kind]
+    return found
 
 
 def _checked_headers(headers: Mapping[str, str]) -> dict[str, str]:

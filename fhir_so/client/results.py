@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http import HTTPStatus
 from typing import Any, NamedTuple
 
@@ -283,3 +283,17 @@ class TransactionResponse:
 
     def __len__(self) -> int:
         return len(self.responses)
+
+    def located(self, locate: Callable[[Mapping[str, Any]], Mapping[str, Any] | None]) -> TransactionResponse:
+        """A copy where each successful entry that names no resource (no location, no resource)
+        is read again with the stub ``locate(request)`` finds for it (see FhirClient.locate)."""
+        responses = list(self.responses)
+        for i, (request, response) in enumerate(zip(self.requests, responses)):
+            if not response.ok or response.id is not None or str(request.get("method", "")).upper() in ("GET", "HEAD", "DELETE"):
+                continue
+            stub = locate(request)
+            if stub is not None:
+                responses[i] = EntryResponse.of(
+                    {"status": response.status_text, "etag": response.etag, "outcome": response.outcome}, stub
+                )
+        return replace(self, responses=tuple(responses))
