@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 from urllib.parse import parse_qsl, urlencode
 
 import orjson
@@ -40,6 +40,9 @@ FHIR_JSON_BODY = "application/fhir+json; fhirVersion=4.0"
 _IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 _HEADER_NAME_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,256}")
 _OP_RE = re.compile(r"\$?[A-Za-z][A-Za-z0-9\-_]{0,63}")
+#: What a write may ask the server to answer with (``Prefer: return=...``).
+Prefer = Literal["representation", "minimal", "OperationOutcome"]
+_PREFER = ("representation", "minimal", "OperationOutcome")
 
 
 class FhirClient:
@@ -162,23 +165,31 @@ class FhirClient:
         check_type(resource_type)
         return Search(self, resource_type, merge_params((), params, kwargs))
 
-    def create(self, resource: Mapping[str, Any], *, if_none_exist: Params | str | None = None) -> WriteResult:
-        """POST [type]; with ``if_none_exist`` a conditional create (If-None-Exist header)."""
+    def create(
+        self, resource: Mapping[str, Any], *, if_none_exist: Params | str | None = None, prefer: Prefer = "representation"
+    ) -> WriteResult:
+        """POST [type]; with ``if_none_exist`` a conditional create (If-None-Exist header).
+
+        ``prefer`` asks for the answer's body (``Prefer: return=``): the resource, nothing
+        (``minimal``) or an ``OperationOutcome``; servers may answer otherwise, and
+        :class:`WriteResult` reads id and version from whatever comes.
+        """
         resource_type = resource_type_of(resource)
-        headers = {"Prefer": "return=representation"}
+        headers = {"Prefer": _prefer(prefer)}
         if if_none_exist is not None:
             headers["If-None-Exist"] = (
                 if_none_exist if isinstance(if_none_exist, str) else urlencode(merge_params((), if_none_exist, {}))
             )
         return WriteResult.of(self.request("POST", resource_type, json=resource, headers=headers))
 
-    def update(self, resource: Mapping[str, Any], *, if_match: str | None = None) -> WriteResult:
-        """PUT [type]/[id]; ``if_match`` (a versionId or an ETag) makes a concurrent change a 412."""
+    def update(self, resource: Mapping[str, Any], *, if_match: str | None = None, prefer: Prefer = "representation") -> WriteResult:
+        """PUT [type]/[id]; ``if_match`` (a versionId or an ETag) makes a concurrent change a
+        :class:`PreconditionFailed` (412 or 409, as the server says it); ``prefer`` as for :meth:`create`."""
         resource_type = resource_type_of(resource)
         id = resource.get("id")
         if not isinstance(id, str):
             raise InputError("an update needs the resource's id", location=f"{resource_type}.id")
-        headers = {"Prefer": "return=representation"}
+        headers = {"Prefer": _prefer(prefer)}
         if if_match is not None:
             headers["If-Match"] = if_match if if_match.startswith(('W/"', '"')) else f'W/"{if_match}"'
         try:
@@ -363,6 +374,12 @@ class FhirClient:
             )
         return self._transport.send(method, url, body, send_headers, idempotent=idempotent, authenticate=same_origin)
 
+
+
+def _prefer(prefer: str) -> str:
+    if prefer not in _PREFER:
+        raise InputError(f"prefer is one of {', '.join(_PREFER)}, got {prefer!r}")
+    return f"return={prefer}"
 
 
 def _shorten(text: str, limit: int = 100) -> str:
