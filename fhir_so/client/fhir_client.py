@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from itertools import islice
 from types import TracebackType
 from typing import Any, Literal, Self
 from urllib.parse import parse_qsl, urlencode
@@ -267,7 +268,8 @@ class FhirClient:
         if len(parts) != 1 or not isinstance(condition, str) or not condition:
             return None
         rtype = check_type(parts[0])
-        found = list(self.search(rtype, parse_qsl(condition, keep_blank_values=True)).page_size(2).page_limit(1))
+        # Two matches are enough to know it is not one; pages are fetched only as far as that.
+        found = list(islice(self.search(rtype, parse_qsl(condition, keep_blank_values=True)).page_size(2), 2))
         if len(found) != 1:
             raise ServerError(
                 f"{self.base_url}: the transaction-response does not say where the {rtype} of "

@@ -16,7 +16,7 @@ from responses import matchers
 from tests.client.client_helpers import BASE, outcome
 
 from fhir_so.client import EntryResponse, FhirClient, RetryPolicy, TransactionResponse
-from fhir_so.errors import HttpError, PreconditionFailed, ServerError
+from fhir_so.errors import CapabilityError, HttpError, InputError, PreconditionFailed, ServerError
 
 PATIENT = {"resourceType": "Patient", "id": "p1", "meta": {"versionId": "3"}}
 
@@ -228,3 +228,73 @@ def test_entry_statuses_with_and_without_reason_phrase() -> None:
     }
     read = TransactionResponse.read(BASE, sent, answer)
     assert [(r.status, r.id, r.version) for r in read.responses] == [(201, "a", "1"), (200, "x", "5")]
+
+
+# -- transactions: what the server declares, entries without a location --------------------------------
+
+
+def _capabilities(**resource: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "CapabilityStatement", "status": "active", "fhirVersion": "4.0.1",
+        "rest": [{"mode": "server", "interaction": [{"code": "transaction"}], "resource": [{"type": "ServiceRequest", **resource}]}],
+    }
+
+
+CONDITIONAL_PUT = {
+    "resourceType": "Bundle",
+    "type": "transaction",
+    "entry": [{"resource": {"resourceType": "ServiceRequest"}, "request": {"method": "PUT", "url": "ServiceRequest?identifier=s|1"}}],
+}
+
+
+def test_a_conditional_update_the_server_declares_it_lacks_is_refused_before_sending(
+    rsps: responses.RequestsMock, client: FhirClient
+) -> None:
+    rsps.get(f"{BASE}/metadata", json=_capabilities(conditionalUpdate=False))
+    with pytest.raises(CapabilityError, match=r"declares no conditional update for ServiceRequest .*entry 0 \(PUT ServiceRequest\?identifier=s\|1\)"):
+        client.transaction(CONDITIONAL_PUT)
+    assert [c.request.method for c in rsps.calls] == ["GET"]
+
+
+@pytest.mark.parametrize("declared", [{"conditionalUpdate": True}, {}], ids=["declared", "not-said"])
+def test_a_conditional_update_declared_or_not_mentioned_is_sent(
+    rsps: responses.RequestsMock, client: FhirClient, declared: dict[str, Any]
+) -> None:
+    rsps.get(f"{BASE}/metadata", json=_capabilities(**declared))
+    rsps.post(BASE, json={"resourceType": "Bundle", "type": "transaction-response", "entry": [{"response": {"status": "200", "location": "ServiceRequest/9/_history/2"}}]})
+    assert client.transaction(CONDITIONAL_PUT)["entry"][0]["response"]["status"] == "200"
+
+
+@pytest.mark.parametrize(
+    ("request_", "stub"),
+    [
+        ({"method": "PUT", "url": "Patient/p7"}, {"resourceType": "Patient", "id": "p7"}),
+        ({"method": "POST", "url": "Patient"}, None),
+        ({"method": "GET", "url": "Patient?name=x"}, None),
+    ],
+    ids=["put-by-id", "plain-create", "read"],
+)
+def test_locate_without_a_search(client: FhirClient, request_: dict[str, Any], stub: dict[str, Any] | None) -> None:
+    assert client.locate(request_) == stub
+
+
+@pytest.mark.parametrize("found", [0, 2])
+def test_locate_by_a_condition_must_find_exactly_one(rsps: responses.RequestsMock, client: FhirClient, found: int) -> None:
+    rsps.get(f"{BASE}/Patient", json=searchset(*[f"p{i}" for i in range(found)]))
+    with pytest.raises(ServerError, match=f"its condition matches {found} resources"):
+        client.locate({"method": "POST", "url": "Patient", "ifNoneExist": "identifier=s|1"})
+    sent = rsps.calls[0].request
+    assert sent.headers["Cache-Control"] == "no-cache" and "identifier=s%7C1" in sent.url
+
+
+def test_locate_by_a_condition_reads_id_and_version(rsps: responses.RequestsMock, client: FhirClient) -> None:
+    found = searchset("p1")
+    found["entry"][0]["resource"]["meta"] = {"versionId": "4"}
+    rsps.get(f"{BASE}/ServiceRequest", json=found)
+    stub = client.locate({"method": "PUT", "url": "ServiceRequest?identifier=s|1"})
+    assert stub == {"resourceType": "ServiceRequest", "id": "p1", "meta": {"versionId": "4"}}
+
+
+def test_prefer_must_be_one_the_spec_names(client: FhirClient) -> None:
+    with pytest.raises(InputError, match="prefer is one of representation, minimal, OperationOutcome"):
+        client.create({"resourceType": "Patient"}, prefer="everything")  # type: ignore[arg-type]
