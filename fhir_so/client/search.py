@@ -6,8 +6,8 @@ re-run still has to do) and often follows a write. A stock HAPI reuses a search'
 60 s unless asked not to; when it does, it says so (``X-Cache: HIT from <base>``) and hands back
 the first search's Bundle (same ``Bundle.id``, the search's UUID, an older ``meta.lastUpdated``).
 :class:`Freshness` reads those signs on the first page of a fresh search: ``X-Cache: HIT``,
-an HTTP ``Age`` over 0 (a cache in between), or the ``Bundle.id`` of an earlier first page of the
-same search. A stale first page is asked for once more; stale again, the search ends with a
+an HTTP ``Age`` over 0 (a cache in between), or the ``Bundle.id`` and ``meta.lastUpdated`` of
+an earlier first page of the same search. A stale first page is asked for once more; stale again, the search ends with a
 :class:`ServerError` rather than a decision taken on an old answer. :meth:`Search.cached` opts
 out where an old answer does no harm (a progress bar's total).
 
@@ -48,7 +48,7 @@ class Freshness:
     """Tells a cached search answer from a fresh one; one per client (it remembers first pages)."""
 
     def __init__(self) -> None:
-        self._first_pages: OrderedDict[str, str] = OrderedDict()
+        self._first_pages: OrderedDict[str, tuple[str, str]] = OrderedDict()
 
     def stale(self, answer: FhirResponse, page: Mapping[str, Any]) -> str | None:
         """Why the first page of a fresh search is an old answer, or None when nothing says so."""
@@ -59,21 +59,31 @@ class Freshness:
         age = str(headers.get("Age") or "").strip()
         if age.isdigit() and int(age) > 0:
             return f"Age: {age} s (an HTTP cache answered)"
-        bundle_id = page.get("id")
-        if isinstance(bundle_id, str) and bundle_id:
-            earlier = self._first_pages.get(answer.url)
-            if earlier == bundle_id:
-                return f"the same Bundle.id {_short_text(bundle_id)} as an earlier answer to this search"
+        made = _made(page)
+        if made is not None and self._first_pages.get(answer.url) == made:
+            return f"the same Bundle.id {_short_text(made[0])} and meta.lastUpdated {_short_text(made[1])} as an earlier answer"
         return None
 
     def remember(self, answer: FhirResponse, page: Mapping[str, Any]) -> None:
-        """Keep the first page's Bundle.id, so a later answer reusing it shows as stale."""
-        bundle_id = page.get("id")
-        if isinstance(bundle_id, str) and bundle_id:
-            self._first_pages[answer.url] = bundle_id
+        """Keep the first page's Bundle.id and meta.lastUpdated, so a later answer reusing them shows as stale."""
+        made = _made(page)
+        if made is not None:
+            self._first_pages[answer.url] = made
             self._first_pages.move_to_end(answer.url)
             while len(self._first_pages) > _REMEMBERED:
                 self._first_pages.popitem(last=False)
+
+
+def _made(page: Mapping[str, Any]) -> tuple[str, str] | None:
+    """A searchset's (Bundle.id, meta.lastUpdated): together, which answer it is (HAPI reusing a
+    search repeats both). Either missing, nothing is concluded: a server may well give every
+    answer the same id, but not the same id and the same instant to two searches run apart."""
+    bundle_id = page.get("id")
+    meta = page.get("meta")
+    updated = meta.get("lastUpdated") if isinstance(meta, Mapping) else None
+    if isinstance(bundle_id, str) and bundle_id and isinstance(updated, str) and updated:
+        return bundle_id, updated
+    return None
 
 
 def _short_text(text: str, limit: int = 80) -> str:

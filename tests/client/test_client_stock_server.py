@@ -21,7 +21,9 @@ from fhir_so.errors import CapabilityError, HttpError, InputError, PreconditionF
 PATIENT = {"resourceType": "Patient", "id": "p1", "meta": {"versionId": "3"}}
 
 
-def searchset(*ids: str, next_url: str | None = None, bundle_id: str | None = None, total: int | None = None) -> dict[str, Any]:
+def searchset(
+    *ids: str, next_url: str | None = None, bundle_id: str | None = None, total: int | None = None, made: str | None = None
+) -> dict[str, Any]:
     bundle: dict[str, Any] = {
         "resourceType": "Bundle",
         "type": "searchset",
@@ -29,6 +31,8 @@ def searchset(*ids: str, next_url: str | None = None, bundle_id: str | None = No
     }
     if bundle_id:
         bundle["id"] = bundle_id
+    if made:
+        bundle["meta"] = {"lastUpdated": made}
     if next_url:
         bundle["link"] = [{"relation": "next", "url": next_url}]
     if total is not None:
@@ -78,14 +82,35 @@ def test_a_server_that_keeps_answering_from_its_cache_stops_the_search(rsps: res
     assert len(rsps.calls) == 2
 
 
-def test_a_reused_bundle_id_reveals_a_reused_search(rsps: responses.RequestsMock, client: FhirClient) -> None:
-    """HAPI reusing a search hands back the same Bundle.id (the search's UUID), with or without X-Cache."""
-    rsps.get(f"{BASE}/Patient", json=searchset("a", bundle_id="search-1"))
-    rsps.get(f"{BASE}/Patient", json=searchset("a", bundle_id="search-1"))
-    rsps.get(f"{BASE}/Patient", json=searchset("a", "b", bundle_id="search-2"))
+def test_a_reused_bundle_reveals_a_reused_search(rsps: responses.RequestsMock, client: FhirClient) -> None:
+    """HAPI reusing a search hands back the first answer's Bundle.id (the search's UUID) and meta.lastUpdated."""
+    first = searchset("a", bundle_id="search-1", made="2026-11-29T10:00:00.100+00:00")
+    rsps.get(f"{BASE}/Patient", json=first)
+    rsps.get(f"{BASE}/Patient", json=first)
+    rsps.get(f"{BASE}/Patient", json=searchset("a", "b", bundle_id="search-2", made="2026-11-29T10:00:05.300+00:00"))
     assert [p["id"] for p in client.search("Patient")] == ["a"]
     assert [p["id"] for p in client.search("Patient")] == ["a", "b"]
     assert len(rsps.calls) == 3
+
+
+@pytest.mark.parametrize(
+    ("second", "third"),
+    [
+        ({"bundle_id": "same-id", "made": "2026-11-29T10:00:01Z"}, {"bundle_id": "same-id", "made": "2026-11-29T10:00:02Z"}),
+        ({"bundle_id": "same-id"}, {"bundle_id": "same-id"}),
+        ({"made": "2026-11-29T10:00:00Z"}, {"made": "2026-11-29T10:00:00Z"}),
+    ],
+    ids=["same-id-new-instant", "same-id-no-instant", "no-id-same-instant"],
+)
+def test_one_sign_alone_is_not_taken_for_reuse(
+    rsps: responses.RequestsMock, client: FhirClient, second: dict[str, str], third: dict[str, str]
+) -> None:
+    """A server may give every answer the same id, or none: only id and instant together tell."""
+    rsps.get(f"{BASE}/Patient", json=searchset("a", **second))
+    rsps.get(f"{BASE}/Patient", json=searchset("a", "b", **third))
+    assert [p["id"] for p in client.search("Patient")] == ["a"]
+    assert [p["id"] for p in client.search("Patient")] == ["a", "b"]
+    assert len(rsps.calls) == 2
 
 
 def test_a_cached_search_takes_the_cached_answer(rsps: responses.RequestsMock, client: FhirClient) -> None:
