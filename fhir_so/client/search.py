@@ -303,12 +303,19 @@ class Search:
         """The first match, or None (asks for one result)."""
         return next(iter(self.page_size(1)), None)
 
-    def count(self) -> int:
-        """The number of matches: ``_summary=count`` first; when the server leaves ``total`` out
-        (it may), the matches are counted page by page, asking only for their ids."""
+    def total(self) -> int | None:
+        """The number of matches as the server counts it (``_summary=count``), None when it does not say."""
         _, page = self._first(self.params + (("_summary", "count"),))
         total = page.get("total")
         if isinstance(total, int) and not isinstance(total, bool) and total >= 0:
+            return total
+        return None
+
+    def count(self) -> int:
+        """The number of matches: :meth:`total`; when the server leaves ``total`` out (it may),
+        the matches are counted page by page, asking only for their ids."""
+        total = self.total()
+        if total is not None:
             return total
         counted = self.where(_elements="id")
         return sum(

@@ -323,3 +323,9 @@ def test_locate_by_a_condition_reads_id_and_version(rsps: responses.RequestsMock
 def test_prefer_must_be_one_the_spec_names(client: FhirClient) -> None:
     with pytest.raises(InputError, match="prefer is one of representation, minimal, OperationOutcome"):
         client.create({"resourceType": "Patient"}, prefer="everything")  # type: ignore[arg-type]
+
+
+def test_total_says_none_when_the_server_does_not_count(rsps: responses.RequestsMock, client: FhirClient) -> None:
+    rsps.get(f"{BASE}/Patient?_summary=count", json=searchset())
+    assert client.search("Patient").total() is None
+    assert len(rsps.calls) == 1, "no pages are read for total()"
