@@ -74,7 +74,8 @@ def find_pg_bin(env: Mapping[str, str]) -> Path:
     """The folder holding PostgreSQL's server programs; ToolMissingError naming how to install them."""
     configured = env.get("FHIR_SO_PG_BIN")
     candidates = [Path(configured)] if configured else []
-    for root in (Path("/usr/lib/postgresql"), cache_root(env) / "usr" / "lib" / "postgresql"):
+    # A configured folder is the only one looked at: a wrong setting is an error, not a fallback.
+    for root in () if configured else (Path("/usr/lib/postgresql"), cache_root(env) / "usr" / "lib" / "postgresql"):
         candidates += sorted(root.glob("*/bin"), key=_version_key, reverse=True)
     for folder in candidates:
         if all((folder / name).is_file() for name in PROGRAMS):

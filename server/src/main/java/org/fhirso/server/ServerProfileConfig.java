@@ -44,6 +44,10 @@ public class ServerProfileConfig {
 					// The starter's narrative_enabled: a generated text.div on resources stored without one.
 					context.setNarrativeGenerator(new DefaultThymeleafNarrativeGenerator());
 				} else if (bean instanceof RestfulServer server) {
+					// CapabilityStatement.implementation.description: clients and the live tests see which profile answers.
+					server.setImplementationDescription("fhir-so local HAPI FHIR server, profile "
+							+ environment.getProperty("fhirso.profile", "tuned")
+							+ ", database " + environment.getProperty("fhirso.db.kind", "h2"));
 					server.setDefaultPrettyPrint(environment.getProperty("fhirso.pretty-print", Boolean.class, false));
 					if (environment.getProperty("fhirso.html-view", Boolean.class, false)) {
 						server.registerInterceptor(new ResponseHighlighterInterceptor());
