@@ -37,10 +37,10 @@ from fhir_so.processes import pid_alive, port_in_use
 
 __all__ = [
     "DATABASE",
-    "USER",
     "LocalPostgres",
     "PostgresConfig",
     "PostgresStatus",
+    "USER",
     "find_pg_bin",
 ]
 

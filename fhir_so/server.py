@@ -50,12 +50,13 @@ __all__ = [
     "DEFAULT_PORT",
     "DEFAULT_PROFILE",
     "JAR_NAME",
-    "PROFILES",
     "LocalServer",
+    "PROFILES",
     "ServerConfig",
     "ServerStatus",
     "find_server_dir",
     "jar_is_stale",
+    "launch_options",
     "port_in_use",
 ]
 
