@@ -184,7 +184,24 @@ class NotFoundError(HttpError):
 
 
 class PreconditionFailed(HttpError):
-    """409 or 412: the resource changed since it was read (ETag mismatch) or a conflict."""
+    """409 or 412: the resource changed since it was read (ETag mismatch) or a conflict.
+
+    Servers differ on the status of a version conflict (the spec says 412; HAPI's JPA server
+    answers 409): both are this error. ``version`` is the version the write was based on, when known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        method: str = "",
+        url: str = "",
+        outcome: dict[str, Any] | None = None,
+        version: str | None = None,
+    ) -> None:
+        super().__init__(message, status=status, method=method, url=url, outcome=outcome)
+        self.version = version
 
 
 class UnsafeUrlError(ServerError):

@@ -38,6 +38,15 @@ redirects, each on its own origin; no other method is redirected. Secrets the se
 are blanked in what is read and in every error message; a search ends with an error on a
 paging loop or past its page cap.
 
+Servers differ (tests/client/families/ records six families): every search asks for a fresh
+answer (``Cache-Control: no-cache``) and checks it got one (:mod:`.search`); pages are followed
+by their ``next`` links whatever their size or style, and nothing relies on ``total``; a write's
+id and version come from its body, ``Location`` or ``ETag`` in whichever forms the server uses;
+a transaction entry the server does not locate is located from its request
+(:meth:`FhirClient.transaction_response`); a conditional interaction the server declares it
+lacks is refused before sending; a version conflict is :class:`PreconditionFailed` whether the
+server says 409 or 412.
+
 Rooms: :mod:`.urls` (base URL, origin, paths, redaction), :mod:`.retry` (what is retried and
 how long to wait), :mod:`.transport` (the one ``send``), :mod:`.results` (typed answers, the one
 reading of a transaction-response), :mod:`.search` (lazy searches and paging), :mod:`.batch`

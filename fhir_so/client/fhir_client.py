@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from itertools import islice
 from types import TracebackType
-from typing import Any, Self
-from urllib.parse import urlencode
+from typing import Any, Literal, Self
+from urllib.parse import parse_qsl, urlencode
 
 import orjson
 import requests
@@ -18,9 +19,9 @@ import requests
 from fhir_so import __version__
 from fhir_so.auth import Auth
 from fhir_so.client.batch import batch_fallback
-from fhir_so.client.results import FhirResponse, WriteResult, expect_bundle
+from fhir_so.client.results import FhirResponse, TransactionResponse, WriteResult, etag_version, expect_bundle
 from fhir_so.client.retry import RetryPolicy
-from fhir_so.client.search import Params, ParamValue, Search, merge_params
+from fhir_so.client.search import Freshness, Params, ParamValue, Search, merge_params
 from fhir_so.client.transport import Transport
 from fhir_so.client.urls import (
     check_base_url,
@@ -31,7 +32,7 @@ from fhir_so.client.urls import (
     resource_path,
     resource_type_of,
 )
-from fhir_so.errors import CapabilityError, InputError, ServerError
+from fhir_so.errors import CapabilityError, InputError, PreconditionFailed, ServerError
 
 __all__ = ["FHIR_JSON", "FhirClient"]
 
@@ -40,6 +41,9 @@ FHIR_JSON_BODY = "application/fhir+json; fhirVersion=4.0"
 _IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 _HEADER_NAME_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,256}")
 _OP_RE = re.compile(r"\$?[A-Za-z][A-Za-z0-9\-_]{0,63}")
+#: What a write may ask the server to answer with (``Prefer: return=...``).
+Prefer = Literal["representation", "minimal", "OperationOutcome"]
+_PREFER = ("representation", "minimal", "OperationOutcome")
 
 
 class FhirClient:
@@ -75,6 +79,8 @@ class FhirClient:
             headers={"Accept": FHIR_JSON, "User-Agent": self.user_agent},
         )
         self._capabilities: dict[str, Any] | None = None
+        # What tells a cached search answer from a fresh one (see fhir_so.client.search).
+        self.freshness = Freshness()
 
     @property
     def auth(self) -> Auth | None:
@@ -160,26 +166,50 @@ class FhirClient:
         check_type(resource_type)
         return Search(self, resource_type, merge_params((), params, kwargs))
 
-    def create(self, resource: Mapping[str, Any], *, if_none_exist: Params | str | None = None) -> WriteResult:
-        """POST [type]; with ``if_none_exist`` a conditional create (If-None-Exist header)."""
+    def create(
+        self, resource: Mapping[str, Any], *, if_none_exist: Params | str | None = None, prefer: Prefer = "representation"
+    ) -> WriteResult:
+        """POST [type]; with ``if_none_exist`` a conditional create (If-None-Exist header).
+
+        ``prefer`` asks for the answer's body (``Prefer: return=``): the resource, nothing
+        (``minimal``) or an ``OperationOutcome``; servers may answer otherwise, and
+        :class:`WriteResult` reads id and version from whatever comes.
+        """
         resource_type = resource_type_of(resource)
-        headers = {"Prefer": "return=representation"}
+        headers = {"Prefer": _prefer(prefer)}
         if if_none_exist is not None:
             headers["If-None-Exist"] = (
                 if_none_exist if isinstance(if_none_exist, str) else urlencode(merge_params((), if_none_exist, {}))
             )
         return WriteResult.of(self.request("POST", resource_type, json=resource, headers=headers))
 
-    def update(self, resource: Mapping[str, Any], *, if_match: str | None = None) -> WriteResult:
-        """PUT [type]/[id]; ``if_match`` (a versionId or an ETag) makes a concurrent change a 412."""
+    def update(self, resource: Mapping[str, Any], *, if_match: str | None = None, prefer: Prefer = "representation") -> WriteResult:
+        """PUT [type]/[id]; ``if_match`` (a versionId or an ETag) makes a concurrent change a
+        :class:`PreconditionFailed` (412 or 409, as the server says it); ``prefer`` as for :meth:`create`."""
         resource_type = resource_type_of(resource)
         id = resource.get("id")
         if not isinstance(id, str):
             raise InputError("an update needs the resource's id", location=f"{resource_type}.id")
-        headers = {"Prefer": "return=representation"}
+        headers = {"Prefer": _prefer(prefer)}
         if if_match is not None:
             headers["If-Match"] = if_match if if_match.startswith(('W/"', '"')) else f'W/"{if_match}"'
-        return WriteResult.of(self.request("PUT", resource_path(resource_type, id), json=resource, headers=headers))
+        try:
+            return WriteResult.of(self.request("PUT", resource_path(resource_type, id), json=resource, headers=headers))
+        except PreconditionFailed as exc:
+            if if_match is None:
+                raise
+            # A version conflict is a 412 for the spec and some servers, a 409 for others (HAPI's
+            # JPA server among them): one error either way, naming the version the update was based on.
+            version = etag_version(if_match)
+            raise PreconditionFailed(
+                f"{exc.message} (the update was based on {resource_type}/{id} version {version}; "
+                "someone changed it since: read it again)",
+                status=exc.status,
+                method=exc.method,
+                url=exc.url,
+                outcome=exc.outcome,
+                version=version,
+            ) from exc
 
     def delete(self, resource_type: str, id: str) -> None:
         """DELETE [type]/[id]."""
@@ -196,6 +226,7 @@ class FhirClient:
         """
         body = _check_bundle(bundle, "transaction")
         self.require()
+        self.require_conditional(body)
         if not self.supports("transaction"):
             if not fallback_to_batch:
                 raise CapabilityError(
@@ -206,6 +237,72 @@ class FhirClient:
             return batch_fallback(self.base_url, body, self.batch)
         answer = self.request("POST", "", json=body, idempotent=_transaction_is_idempotent(body))
         return expect_bundle(answer, "transaction-response")
+
+    def transaction_response(self, bundle: Mapping[str, Any], *, fallback_to_batch: bool = False) -> TransactionResponse:
+        """:meth:`transaction`, read entry by entry against what was sent, every entry located.
+
+        Servers do not all say where an entry's resource is: Blaze leaves ``location`` out of
+        an update's and a matched conditional create's answer (and, by default, the resource
+        too). Such an entry is located from its request: the ``Type/id`` of its url, or a fresh
+        search on its condition (``ifNoneExist``, or the query of a conditional update) that
+        must match exactly one resource.
+        """
+        sent = dict(bundle)
+        read = TransactionResponse.read(self.base_url, sent, self.transaction(sent, fallback_to_batch=fallback_to_batch))
+        return read.located(self.locate)
+
+    def locate(self, request: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Where a transaction entry's request put its resource: a stub ``{resourceType, id, meta}``.
+
+        From the ``Type/id`` of the request's url, or else from a fresh search on its condition
+        (``ifNoneExist`` of a create, the query of a conditional update); None when neither
+        says, ServerError when the condition matches more or less than one resource.
+        """
+        url = str(request.get("url") or "").lstrip("/")
+        path, _, query = url.partition("?")
+        method = str(request.get("method") or "").upper()
+        parts = path.split("/")
+        if len(parts) == 2 and not query and method in ("PUT", "DELETE", "PATCH"):
+            return {"resourceType": check_type(parts[0]), "id": check_id(parts[1])}
+        condition = request.get("ifNoneExist") if method == "POST" else query if method == "PUT" else None
+        if len(parts) != 1 or not isinstance(condition, str) or not condition:
+            return None
+        rtype = check_type(parts[0])
+        # Two matches are enough to know it is not one; pages are fetched only as far as that.
+        found = list(islice(self.search(rtype, parse_qsl(condition, keep_blank_values=True)).page_size(2), 2))
+        if len(found) != 1:
+            raise ServerError(
+                f"{self.base_url}: the transaction-response does not say where the {rtype} of "
+                f"{method} {_shorten(url)} is, and its condition matches {len(found)} resources"
+                + (" or more" if len(found) > 1 else "")
+            )
+        return {"resourceType": rtype, "id": found[0].get("id"), "meta": found[0].get("meta") or {}}
+
+    def require_conditional(self, bundle: Mapping[str, Any]) -> None:
+        """CapabilityError when the server declares it cannot do a conditional create or update
+        the bundle asks of it (``conditionalCreate`` / ``conditionalUpdate`` false in its
+        CapabilityStatement, as Blaze declares conditional update): a clear refusal before
+        anything is sent, instead of an error from deep inside the transaction."""
+        declared = _conditional_support(self.capabilities())
+        for i, entry in enumerate(bundle.get("entry") or []):
+            request = entry.get("request") if isinstance(entry, Mapping) else None
+            if not isinstance(request, Mapping):
+                continue
+            method = str(request.get("method") or "").upper()
+            url = str(request.get("url") or "").lstrip("/")
+            rtype = url.split("?", 1)[0].split("/", 1)[0]
+            if method == "PUT" and "?" in url:
+                kind = "conditionalUpdate"
+            elif method == "POST" and request.get("ifNoneExist"):
+                kind = "conditionalCreate"
+            else:
+                continue
+            if declared.get((rtype, kind)) is False:
+                what = "conditional update" if kind == "conditionalUpdate" else "conditional create"
+                raise CapabilityError(
+                    f"{self.base_url} declares no {what} for {_shorten(rtype)} "
+                    f"(CapabilityStatement {kind} false), which entry {i} ({method} {_shorten(url)}) needs"
+                )
 
     def batch(self, bundle: Mapping[str, Any]) -> dict[str, Any]:
         """POST a batch Bundle; return the batch-response Bundle (entries succeed or fail alone)."""
@@ -279,6 +376,31 @@ class FhirClient:
             )
         return self._transport.send(method, url, body, send_headers, idempotent=idempotent, authenticate=same_origin)
 
+
+
+def _prefer(prefer: str) -> str:
+    if prefer not in _PREFER:
+        raise InputError(f"prefer is one of {', '.join(_PREFER)}, got {prefer!r}")
+    return f"return={prefer}"
+
+
+def _shorten(text: str, limit: int = 100) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _conditional_support(capabilities: Mapping[str, Any]) -> dict[tuple[str, str], bool]:
+    """(type, conditionalCreate|conditionalUpdate) -> what the CapabilityStatement declares, where it does."""
+    found: dict[tuple[str, str], bool] = {}
+    for rest in capabilities.get("rest") or []:
+        if not isinstance(rest, Mapping) or rest.get("mode", "server") != "server":
+            continue
+        for resource in rest.get("resource") or []:
+            if not isinstance(resource, Mapping) or not isinstance(resource.get("type"), str):
+                continue
+            for kind in ("conditionalCreate", "conditionalUpdate"):
+                if isinstance(resource.get(kind), bool):
+                    found[(resource["type"], kind)] = resource[kind]
+    return found
 
 
 def _checked_headers(headers: Mapping[str, str]) -> dict[str, str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http import HTTPStatus
 from typing import Any, NamedTuple
 
@@ -112,28 +112,41 @@ def parse_location(location: Any) -> tuple[str | None, str | None, str | None]:
 
 
 def etag_version(etag: str) -> str:
-    """The version id inside an ETag (``W/"3"`` -> ``3``)."""
-    return etag.removeprefix("W/").strip('"')
+    """The version id inside an ETag, weak or strong (``W/"3"``, ``"3"``, ``w/"3"`` -> ``3``)."""
+    text = etag.strip()
+    if text[:2] in ("W/", "w/"):
+        text = text[2:]
+    return text.strip().strip('"')
 
 
 @dataclass(frozen=True)
 class WriteResult:
-    """The outcome of create or update: status, where the resource now lives, and its body."""
+    """The outcome of create or update: status, where the resource now lives, and its body.
+
+    Servers answer a write three ways (``Prefer: return=``): with the resource, with an
+    OperationOutcome, or with no body at all (``minimal``, and what some servers do whatever
+    is asked). Id and version then come from ``Location`` (absolute or relative, with or
+    without ``_history/N``) and ``ETag`` (weak ``W/"3"`` or strong ``"3"``).
+    """
 
     status: int
     location: str | None
     etag: str | None
     resource: dict[str, Any] | None
+    outcome: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, answer: FhirResponse) -> WriteResult:
         data = answer.json()
-        resource = data if data is not None and isinstance(data.get("resourceType"), str) else None
+        kind = data.get("resourceType") if data is not None else None
+        resource = data if isinstance(kind, str) and kind != "OperationOutcome" else None
+        outcome = data if kind == "OperationOutcome" else None
         return cls(
             status=answer.status,
             location=answer.headers.get("Location") or answer.headers.get("Content-Location"),
-            etag=answer.headers.get("ETag"),
+            etag=answer.headers.get("ETag") or None,
             resource=resource,
+            outcome=outcome,
         )
 
     @property
@@ -151,7 +164,7 @@ class WriteResult:
     @property
     def version_id(self) -> str | None:
         """The version id, from the ETag, the body's meta or the Location header."""
-        if self.etag:
+        if self.etag and etag_version(self.etag):
             return etag_version(self.etag)
         meta = (self.resource or {}).get("meta") or {}
         if isinstance(meta.get("versionId"), str):
@@ -178,16 +191,32 @@ class EntryResponse:
     outcome: dict[str, Any] | None
 
     @classmethod
-    def of(cls, response: Mapping[str, Any]) -> EntryResponse:
-        """Read an entry's ``response`` element (a status it cannot read is 0)."""
-        text = str(response.get("status") or "")
+    def of(cls, response: Mapping[str, Any], resource: Any = None) -> EntryResponse:
+        """Read an entry's ``response`` element (a status it cannot read is 0).
+
+        ``status`` may be ``"201 Created"`` (HAPI, Firely) or a bare ``"201"`` (Microsoft,
+        Blaze, Medplum). A server that leaves out ``location`` (or ``etag``) but returns the
+        entry's ``resource`` has its place read from the resource's type, id and versionId.
+        """
+        text = str(response.get("status") or "").strip()
         head = text.split(" ", 1)[0]
         location, etag, outcome = response.get("location"), response.get("etag"), response.get("outcome")
+        location = location if isinstance(location, str) and location else None
+        etag = etag if isinstance(etag, str) and etag_version(etag) else None
+        if isinstance(resource, Mapping) and (location is None or etag is None):
+            rtype, rid = resource.get("resourceType"), resource.get("id")
+            version = (resource.get("meta") or {}).get("versionId") if isinstance(resource.get("meta"), Mapping) else None
+            if location is None and isinstance(rtype, str) and isinstance(rid, str) and rtype != "OperationOutcome":
+                location = f"{rtype}/{rid}" + (f"/_history/{version}" if isinstance(version, str) else "")
+            if etag is None and isinstance(version, str) and parse_location(location)[1] == rid:
+                etag = f'W/"{version}"'
+        if outcome is None and isinstance(resource, Mapping) and resource.get("resourceType") == "OperationOutcome":
+            outcome = resource
         return cls(
             status=int(head) if head.isdigit() else 0,
             status_text=_short(text, 80),
-            location=location if isinstance(location, str) else None,
-            etag=etag if isinstance(etag, str) and etag else None,
+            location=location,
+            etag=etag,
             outcome=outcome if isinstance(outcome, dict) else None,
         )
 
@@ -248,9 +277,23 @@ class TransactionResponse:
             server=server,
             requests=tuple(e.get("request") or {} for e in sent_entries),
             resources=tuple(e.get("resource") or {} for e in sent_entries),
-            responses=tuple(EntryResponse.of(r.get("response") or {}) for r in received),
+            responses=tuple(EntryResponse.of(r.get("response") or {}, r.get("resource")) for r in received),
             bundle=answer,
         )
 
     def __len__(self) -> int:
         return len(self.responses)
+
+    def located(self, locate: Callable[[Mapping[str, Any]], Mapping[str, Any] | None]) -> TransactionResponse:
+        """A copy where each successful entry that names no resource (no location, no resource)
+        is read again with the stub ``locate(request)`` finds for it (see FhirClient.locate)."""
+        responses = list(self.responses)
+        for i, (request, response) in enumerate(zip(self.requests, responses)):
+            if not response.ok or response.id is not None or str(request.get("method", "")).upper() in ("GET", "HEAD", "DELETE"):
+                continue
+            stub = locate(request)
+            if stub is not None:
+                responses[i] = EntryResponse.of(
+                    {"status": response.status_text, "etag": response.etag, "outcome": response.outcome}, stub
+                )
+        return replace(self, responses=tuple(responses))

@@ -1,5 +1,20 @@
 """Search: an immutable, lazy query, and the paging that follows a searchset's ``next`` links.
 
+Fresh answers: a search asks for one by default (``Cache-Control: no-cache``), because every
+search fhir-so makes decides something (is the case there, which consents are active, what a
+re-run still has to do) and often follows a write. A stock HAPI reuses a search's results for
+60 s unless asked not to; when it does, it says so (``X-Cache: HIT from <base>``) and hands back
+the first search's Bundle (same ``Bundle.id``, the search's UUID, an older ``meta.lastUpdated``).
+:class:`Freshness` reads those signs on the first page of a fresh search: ``X-Cache: HIT``,
+an HTTP ``Age`` over 0 (a cache in between), or the ``Bundle.id`` and ``meta.lastUpdated`` of
+an earlier first page of the same search. A stale first page is asked for once more; stale again, the search ends with a
+:class:`ServerError` rather than a decision taken on an old answer. :meth:`Search.cached` opts
+out where an old answer does no harm (a progress bar's total).
+
+Pages: the server decides their size (it may cap ``_count``); the client follows ``next``
+links whatever their form (HAPI ``_getpages``, Microsoft ``ct``, Blaze ``__t``, ``_offset``,
+``page``) and never counts on a size or a ``total``.
+
 Paging ends with a :class:`ServerError` when a ``next`` link leads to a page seen before in
 the same search (a loop, however long its cycle) or when a search passes its page cap
 (:data:`MAX_PAGES` unless :meth:`Search.page_limit` says otherwise); a ``next`` link off
@@ -9,23 +24,77 @@ the server's origin, with userinfo, a backslash or no scheme is refused by the c
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, TypeAlias
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urljoin
 
 from fhir_so.client.results import FhirResponse, SearchEntry, expect_bundle
 from fhir_so.errors import ServerError
 
-__all__ = ["MAX_PAGES", "ParamValue", "Params", "Search", "merge_params"]
+__all__ = ["Freshness", "MAX_PAGES", "NO_CACHE", "ParamValue", "Params", "Search", "merge_params"]
 
 MAX_PAGES = 1000
+#: What a fresh search sends: RFC 9111 ``no-cache``, which HAPI reads as "do not reuse a cached search".
+NO_CACHE = {"Cache-Control": "no-cache"}
+# First-page Bundle ids remembered per client: enough for the searches of a batch run.
+_REMEMBERED = 512
 
 ParamValue: TypeAlias = str | int | float | bool | Sequence[str | int | float | bool]
 Params: TypeAlias = Mapping[str, ParamValue] | Sequence[tuple[str, str]]
 
 
+class Freshness:
+    """Tells a cached search answer from a fresh one; one per client (it remembers first pages)."""
+
+    def __init__(self) -> None:
+        self._first_pages: OrderedDict[str, tuple[str, str]] = OrderedDict()
+
+    def stale(self, answer: FhirResponse, page: Mapping[str, Any]) -> str | None:
+        """Why the first page of a fresh search is an old answer, or None when nothing says so."""
+        headers = answer.headers
+        cache = str(headers.get("X-Cache") or "")
+        if cache.upper().startswith("HIT"):
+            return f"X-Cache: {_short_text(cache)}"
+        age = str(headers.get("Age") or "").strip()
+        if age.isdigit() and int(age) > 0:
+            return f"Age: {age} s (an HTTP cache answered)"
+        made = _made(page)
+        if made is not None and self._first_pages.get(answer.url) == made:
+            return f"the same Bundle.id {_short_text(made[0])} and meta.lastUpdated {_short_text(made[1])} as an earlier answer"
+        return None
+
+    def remember(self, answer: FhirResponse, page: Mapping[str, Any]) -> None:
+        """Keep the first page's Bundle.id and meta.lastUpdated, so a later answer reusing them shows as stale."""
+        made = _made(page)
+        if made is not None:
+            self._first_pages[answer.url] = made
+            self._first_pages.move_to_end(answer.url)
+            while len(self._first_pages) > _REMEMBERED:
+                self._first_pages.popitem(last=False)
+
+
+def _made(page: Mapping[str, Any]) -> tuple[str, str] | None:
+    """A searchset's (Bundle.id, meta.lastUpdated): together, which answer it is (HAPI reusing a
+    search repeats both). Either missing, nothing is concluded: a server may well give every
+    answer the same id, but not the same id and the same instant to two searches run apart."""
+    bundle_id = page.get("id")
+    meta = page.get("meta")
+    updated = meta.get("lastUpdated") if isinstance(meta, Mapping) else None
+    if isinstance(bundle_id, str) and bundle_id and isinstance(updated, str) and updated:
+        return bundle_id, updated
+    return None
+
+
+def _short_text(text: str, limit: int = 80) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 class Requester(Protocol):
-    """What a search needs of the client: one GET through its transport."""
+    """What a search needs of the client: one GET through its transport, and its freshness memory."""
+
+    freshness: Freshness
 
     def request(
         self,
@@ -69,11 +138,18 @@ def show(answer: FhirResponse) -> str:
     return f"{answer.method} {url}"
 
 
-def next_link(bundle: Mapping[str, Any]) -> str | None:
-    """The URL of a searchset's ``next`` link, if any."""
+def next_link(bundle: Mapping[str, Any], page_url: str | None = None) -> str | None:
+    """The URL of a searchset's ``next`` link, if any.
+
+    FHIR wants it absolute; a server that writes it relative (``/Patient?_offset=20``,
+    ``Patient?page=2``) is read as a browser would, against the URL of the page it came on.
+    """
     for link in bundle.get("link") or []:
-        if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
-            return str(link["url"])
+        if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str) and link["url"]:
+            url = str(link["url"])
+            if page_url and not url.startswith("//") and "://" not in url.split("?", 1)[0]:
+                return urljoin(page_url, url)
+            return url
     return None
 
 
@@ -85,7 +161,7 @@ class Search:
     with their search mode; :meth:`pages` yields each Bundle.
     """
 
-    __slots__ = ("_client", "resource_type", "params", "headers", "max_pages")
+    __slots__ = ("_client", "resource_type", "params", "headers", "max_pages", "fresh")
 
     def __init__(
         self,
@@ -94,18 +170,32 @@ class Search:
         params: tuple[tuple[str, str], ...],
         headers: tuple[tuple[str, str], ...] = (),
         max_pages: int = MAX_PAGES,
+        fresh: bool = True,
     ) -> None:
         self._client = client
         self.resource_type = resource_type
         self.params = params
         self.headers = headers
         self.max_pages = max_pages
+        self.fresh = fresh
 
     def __repr__(self) -> str:
         return f"Search({self.resource_type!r}, {urlencode(self.params)!r})"
 
+    def _copy(self, **changes: Any) -> Search:
+        fields = {name: getattr(self, name) for name in ("resource_type", "params", "headers", "max_pages", "fresh")}
+        fields.update(changes)
+        return Search(self._client, **fields)
+
     def _with(self, params: tuple[tuple[str, str], ...]) -> Search:
-        return Search(self._client, self.resource_type, params, self.headers, self.max_pages)
+        return self._copy(params=params)
+
+    def cached(self) -> Search:
+        """The same search, content with a cached answer (no ``Cache-Control: no-cache``, no freshness check).
+
+        For what an old answer cannot mislead: a progress bar's total, a listing for a person.
+        """
+        return self._copy(fresh=False)
 
     def where(self, params: Params | None = None, /, **kwargs: ParamValue) -> Search:
         """Add search parameters (ANDed with the ones already there)."""
@@ -134,13 +224,40 @@ class Search:
         """
         names = {k.lower() for k in headers}
         kept = tuple((k, v) for k, v in self.headers if k.lower() not in names)
-        return Search(self._client, self.resource_type, self.params, kept + tuple(headers.items()), self.max_pages)
+        return self._copy(headers=kept + tuple(headers.items()))
 
     def page_limit(self, pages: int) -> Search:
         """End the search with an error after this many pages (default :data:`MAX_PAGES`)."""
         if not isinstance(pages, int) or pages < 1:
             raise ValueError("a page limit is a positive number of pages")
-        return Search(self._client, self.resource_type, self.params, self.headers, pages)
+        return self._copy(max_pages=pages)
+
+    def _headers(self) -> dict[str, str]:
+        if not self.fresh:
+            return dict(self.headers)
+        return {**NO_CACHE, **dict(self.headers)}
+
+    def _first(self, params: tuple[tuple[str, str], ...]) -> tuple[FhirResponse, dict[str, Any]]:
+        """The first page, asked for again once when it is a cached answer to a fresh search."""
+        headers = self._headers()
+        answer = self._client.request("GET", self.resource_type, params=params, headers=headers)
+        page = expect_bundle(answer, "searchset")
+        if not self.fresh:
+            return answer, page
+        freshness = self._client.freshness
+        reason = freshness.stale(answer, page)
+        if reason is not None:
+            answer = self._client.request("GET", self.resource_type, params=params, headers=headers)
+            page = expect_bundle(answer, "searchset")
+            again = freshness.stale(answer, page)
+            if again is not None:
+                raise ServerError(
+                    f"{show(answer)}: the server answered from a cache although fresh results were asked for "
+                    f"(Cache-Control: no-cache), twice ({again}); a decision on an old answer could duplicate or "
+                    "miss a write, so the search stops here"
+                )
+        freshness.remember(answer, page)
+        return answer, page
 
     def _replace(self, name: str, value: str) -> Search:
         kept = tuple(p for p in self.params if p[0] != name)
@@ -148,13 +265,12 @@ class Search:
 
     def pages(self) -> Iterator[dict[str, Any]]:
         """Each searchset Bundle, following ``next`` links (same origin only) lazily."""
-        headers = dict(self.headers)
-        answer = self._client.request("GET", self.resource_type, params=self.params, headers=headers)
+        headers = self._headers()
+        answer, page = self._first(self.params)
         seen = {answer.url}
         fetched = 1
         while True:
-            page = expect_bundle(answer, "searchset")
-            next_url = next_link(page)
+            next_url = next_link(page, answer.url)
             yield page
             if next_url is None:
                 return
@@ -169,6 +285,7 @@ class Search:
                 raise ServerError(f"{show(answer)}: the server's next link leads back to a page of this search (a paging loop)")
             seen.add(answer.url)
             fetched += 1
+            page = expect_bundle(answer, "searchset")
 
     def entries(self) -> Iterator[SearchEntry]:
         """Every entry of every page with its ``search.mode`` (match, include, outcome)."""
@@ -186,12 +303,24 @@ class Search:
         """The first match, or None (asks for one result)."""
         return next(iter(self.page_size(1)), None)
 
+    def total(self) -> int | None:
+        """The number of matches as the server counts it (``_summary=count``), None when it does not say."""
+        _, page = self._first(self.params + (("_summary", "count"),))
+        total = page.get("total")
+        if isinstance(total, int) and not isinstance(total, bool) and total >= 0:
+            return total
+        return None
+
     def count(self) -> int:
-        """The number of matches, from ``_summary=count`` (no resources are fetched)."""
-        answer = self._client.request(
-            "GET", self.resource_type, params=self.params + (("_summary", "count"),), headers=dict(self.headers)
+        """The number of matches: :meth:`total`; when the server leaves ``total`` out (it may),
+        the matches are counted page by page, asking only for their ids."""
+        total = self.total()
+        if total is not None:
+            return total
+        counted = self.where(_elements="id")
+        return sum(
+            1
+            for page in counted.pages()
+            for entry in page.get("entry") or []
+            if isinstance(entry, dict) and (entry.get("search") or {}).get("mode", "match") == "match"
         )
-        total = expect_bundle(answer, "searchset").get("total")
-        if not isinstance(total, int):
-            raise ServerError(f"GET {answer.url}: the server did not report a total")
-        return total

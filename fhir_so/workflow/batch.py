@@ -428,9 +428,11 @@ def transfer_all(
 
     if on_total is not None:
         try:
-            on_total(_count(source, patient=patient, since=since, status=status, report_back=report_back))
+            total = _count(source, patient=patient, since=since, status=status, report_back=report_back)
         except FhirSoError:
-            pass  # a progress total is a nicety; the selection itself reports real failures
+            total = None  # a progress total is a nicety; the selection itself reports real failures
+        if total is not None:
+            on_total(total)
 
     results: list[CaseResult] = []
 
@@ -474,7 +476,9 @@ def _wait_some(futures: set[Future[CaseResult]]) -> tuple[set[Future[CaseResult]
 
 def _count(
     source: FhirClient, *, patient: str | None, since: str | dt.date | dt.datetime | None, status: str | None, report_back: bool
-) -> int:
-    """How many cases the selection matches, as the server counts them (for a progress bar's total)."""
+) -> int | None:
+    """How many cases the selection matches, as the server counts them (for a progress bar's total);
+    None when it does not say (a stock server may not): no pages are read just for a progress bar."""
     rtype, params = _selection(patient=patient, since=since, status=status, report_back=report_back)
-    return source.search(rtype, params).count()
+    # a progress bar's total: a cached count misleads no one
+    return source.search(rtype, params).cached().total()

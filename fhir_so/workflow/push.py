@@ -22,7 +22,7 @@ from typing import Any, Literal
 from fhir_so import terminology as term
 from fhir_so.bundle import build_bundle, bundle_graph
 from fhir_so.case import Case, case_from_dict
-from fhir_so.client import EntryResponse, FhirClient, TransactionResponse
+from fhir_so.client import EntryResponse, FhirClient
 from fhir_so.errors import InputError, ProfileError, ServerError, excerpt
 from fhir_so.jsonio import load_json_object
 from fhir_so.packages import PackageCache
@@ -222,7 +222,7 @@ def push(client: FhirClient, case_or_bundle: Case | Mapping[str, Any]) -> PushRe
     """Send a case (or its transaction Bundle) as one transaction; say what the server did."""
     bundle = transaction_of(case_or_bundle)
     case_id, stat = _case_facts(bundle)
-    answer = TransactionResponse.read(client.base_url, bundle, client.transaction(bundle))
+    answer = client.transaction_response(bundle)
     entries = []
     for i, (request, resource, response) in enumerate(zip(answer.requests, answer.resources, answer.responses)):
         outcome, rtype, rid, version = classify_entry(request, response)

@@ -367,11 +367,11 @@ def _write_provenance(destination: FhirClient, state: TransferState, plan: Plan,
         author=_author_reference(pushed, plan.author),
         description=f"fhir-so transfer ({plan.direction}) of case {plan.case_id}",
     )
-    answer = destination.transaction(bundle)
-    entries = answer.get("entry") or []
-    if len(entries) != 2:
-        raise ServerError(f"{destination.base_url}: the Provenance transaction-response has {len(entries)} entries, expected 2")
-    _, rtype, rid, _ = classify_entry(bundle["entry"][1]["request"], entries[1].get("response") or {})
+    # Read entry by entry and located (a server may leave the location out of a matched conditional create).
+    answer = destination.transaction_response(bundle)
+    if len(answer) != 2:
+        raise ServerError(f"{destination.base_url}: the Provenance transaction-response has {len(answer)} entries, expected 2")
+    _, rtype, rid, _ = classify_entry(answer.requests[1], answer.responses[1])
     if rtype != "Provenance" or not rid:
         raise ServerError(f"{destination.base_url}: the Provenance transaction-response names no Provenance")
     return f"Provenance/{rid}"
