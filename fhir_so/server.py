@@ -1,10 +1,19 @@
-"""Build, start, stop, inspect and reset the local HAPI FHIR server (``server/``: Java 17, Maven, H2).
+"""Build, start, stop, inspect and reset the local HAPI FHIR server (``server/``: Java 17, Maven, H2 or PostgreSQL).
 
 One :class:`LocalServer` per instance, configured by a :class:`ServerConfig` (port, data folder,
-heap, paths to the sources and the tools). An instance keeps everything of its own under its
-data folder: the H2 database (``h2/``), the log (``server.log``) and the pid file
-(``server.pid``). Two instances on two ports with two data folders are two independent
-servers (a transfer's source and destination).
+profile, database, heap, paths to the sources and the tools). An instance keeps everything of
+its own under its data folder: the H2 database (``h2/``) or its PostgreSQL (``pg/``, see
+:mod:`fhir_so.postgres`), the log (``server.log``) and the pid file (``server.pid``). Two
+instances on two ports with two data folders are two independent servers (a transfer's source
+and destination).
+
+Two profiles (``PROFILES``): ``tuned``, the project's own settings (no cached-search reuse, so a
+search sees the writes made just before it), and ``public``, the defaults of HAPI's JPA starter
+that HAPI's public test server runs (search results reused for 60 s, page sizes of the starter,
+narratives generated, external references refused). The Java side reads them as a Spring
+profile (``server/src/main/resources/application-public.properties``). Which profile and which
+database a running server has is read from its command line, so ``status`` tells, and a start
+that asks for another one on the same port is refused instead of silently reusing it.
 
 The server runs detached from the process that started it (its own session), so
 ``fhir-so server start`` returns once ``/fhir/metadata`` answers, and ``stop`` ends exactly the
@@ -27,21 +36,27 @@ from typing import Any, Callable, Mapping, Sequence
 
 import requests
 
-from fhir_so.errors import LocalServerError, ToolMissingError
+from fhir_so.errors import InputError, LocalServerError, ToolMissingError
 from fhir_so.jsonio import write_atomic
 from fhir_so.processes import cmdline as _cmdline
 from fhir_so.processes import pid_alive as _pid_alive
 from fhir_so.processes import port_in_use
+from fhir_so.postgres import LocalPostgres, PostgresConfig, PostgresStatus
 
 __all__ = [
+    "DATABASES",
+    "DEFAULT_DATABASE",
     "DEFAULT_HEAP",
     "DEFAULT_PORT",
+    "DEFAULT_PROFILE",
     "JAR_NAME",
     "LocalServer",
+    "PROFILES",
     "ServerConfig",
     "ServerStatus",
     "find_server_dir",
     "jar_is_stale",
+    "launch_options",
     "port_in_use",
 ]
 
@@ -53,6 +68,16 @@ JAR_NAME = "fhir-so-server.jar"
 # C1 only and the serial collector: HAPI starts about a third faster and uses fewer threads on
 # a small machine; the server's peak throughput does not matter for a local test server.
 JVM_OPTIONS = ("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Xss512k")
+# The server profiles: the project's tuned settings, and HAPI's JPA starter defaults (the public test server's).
+PROFILES = ("tuned", "public")
+DEFAULT_PROFILE = "tuned"
+DATABASES = ("h2", "postgres")
+DEFAULT_DATABASE = "h2"
+# The Java side's names for them, on the server's command line (and read back from it).
+PROFILE_ARG = "--spring.profiles.active="
+DATABASE_ARG = "--fhirso.db.kind="
+# The PostgreSQL password reaches the server in its environment (Spring reads it as fhirso.db.password).
+PASSWORD_VARIABLE = "FHIRSO_DB_PASSWORD"
 
 Progress = Callable[[str], None]
 
@@ -90,6 +115,25 @@ class ServerConfig:
     mvn: str = "mvn"
     maven_args: tuple[str, ...] = ()
     jvm_options: tuple[str, ...] = JVM_OPTIONS
+    # None: the default (tuned, h2) when starting, and whatever runs when reusing a running server.
+    profile: str | None = None
+    database: str | None = None
+    # The PostgreSQL port (--db postgres); None: the one it had, else a free one.
+    pg_port: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.profile is not None and self.profile not in PROFILES:
+            raise InputError(f"unknown server profile {self.profile!r}; choose one of {', '.join(PROFILES)}")
+        if self.database is not None and self.database not in DATABASES:
+            raise InputError(f"unknown server database {self.database!r}; choose one of {', '.join(DATABASES)}")
+
+    @property
+    def start_profile(self) -> str:
+        return self.profile or DEFAULT_PROFILE
+
+    @property
+    def start_database(self) -> str:
+        return self.database or DEFAULT_DATABASE
 
     @classmethod
     def resolve(
@@ -134,6 +178,15 @@ class ServerConfig:
     def database_dir(self) -> Path:
         return self.data_dir / "h2"
 
+    @property
+    def postgres_dir(self) -> Path:
+        return self.data_dir / "pg"
+
+    def postgres(self, env: Mapping[str, str], data_dir: Path | None = None) -> LocalPostgres:
+        """The PostgreSQL of this instance (of ``data_dir`` when the running server has another folder)."""
+        folder = (data_dir / "pg") if data_dir is not None else self.postgres_dir
+        return LocalPostgres(PostgresConfig(folder=folder, port=self.pg_port, host=self.host), env)
+
     def with_port(self, port: int) -> ServerConfig:
         return replace(self, port=port)
 
@@ -153,6 +206,10 @@ class ServerStatus:
     already_running: bool = False
     seconds: float | None = None
     notes: list[str] = field(default_factory=list)
+    # What the running server was started with (None when it does not run).
+    profile: str | None = None
+    database: str | None = None
+    postgres: PostgresStatus | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -161,12 +218,22 @@ class ServerStatus:
             "url": self.url,
             "port": self.port,
             "pid": self.pid,
+            "profile": self.profile,
+            "database": self.database,
+            "postgres": None if self.postgres is None else self.postgres.to_dict(),
             "fhirVersion": self.fhir_version,
             "software": self.software,
             "dataDir": str(self.data_dir),
             "alreadyRunning": self.already_running,
             "seconds": None if self.seconds is None else round(self.seconds, 1),
         }
+
+
+def launch_options(args: Sequence[str]) -> tuple[str, str]:
+    """(profile, database) of a server from its command line; a server started without them is tuned on H2."""
+    profile = next((a.removeprefix(PROFILE_ARG) for a in args if a.startswith(PROFILE_ARG)), DEFAULT_PROFILE)
+    database = next((a.removeprefix(DATABASE_ARG) for a in args if a.startswith(DATABASE_ARG)), DEFAULT_DATABASE)
+    return profile, database
 
 
 def jar_is_stale(jar: Path, source_dir: Path) -> bool:
@@ -211,8 +278,10 @@ def find_port_owner(port: int) -> tuple[int, Path] | None:
 class LocalServer:
     """One local HAPI FHIR server instance: build its jar, start, stop, status, reset."""
 
-    def __init__(self, config: ServerConfig) -> None:
+    def __init__(self, config: ServerConfig, env: Mapping[str, str] | None = None) -> None:
         self.config = config
+        # Where PostgreSQL's programs are looked up ($FHIR_SO_PG_BIN, $HOME); the process's own by default.
+        self.env: Mapping[str, str] = os.environ if env is None else env
         self._process: subprocess.Popen[bytes] | None = None
 
     # -- build ----------------------------------------------------------------------------
@@ -291,6 +360,8 @@ class LocalServer:
             "pid": pid,
             "port": self.config.port,
             "url": self.config.base_url,
+            "profile": self.config.start_profile,
+            "database": self.config.start_database,
             "jar": str(self.config.app_jar),
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
@@ -345,8 +416,22 @@ class LocalServer:
         pid, data_dir = self._running()
         status = ServerStatus(running=pid is not None, url=cfg.base_url, port=cfg.port, data_dir=data_dir, pid=pid)
         if pid is not None:
+            self._fill_launch_options(status, pid, data_dir)
             self._fill_from_metadata(status, self.fetch_metadata())
         return status
+
+    def _fill_launch_options(self, status: ServerStatus, pid: int, data_dir: Path) -> None:
+        args = _cmdline(pid)
+        if args is None:
+            # No /proc: the pid file says what was asked for.
+            try:
+                record = json.loads((data_dir / self.config.pid_file.name).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                record = {}
+            args = [PROFILE_ARG + str(record.get("profile", DEFAULT_PROFILE)), DATABASE_ARG + str(record.get("database", DEFAULT_DATABASE))]
+        status.profile, status.database = launch_options(args)
+        if status.database == "postgres":
+            status.postgres = self.config.postgres(self.env, data_dir).status()
 
     @staticmethod
     def _fill_from_metadata(status: ServerStatus, capability: dict[str, Any] | None) -> None:
@@ -364,9 +449,12 @@ class LocalServer:
         cfg = self.config
         current = self.status()
         if current.running:
+            self._check_same_options(current)
             if not current.responding and current.pid is not None:
                 # Another start is still waiting for this server: wait with it.
-                current = self._wait_until_ready(current.pid, time.monotonic(), progress)
+                waited = self._wait_until_ready(current.pid, time.monotonic(), progress)
+                waited.profile, waited.database, waited.postgres = current.profile, current.database, current.postgres
+                current = waited
             current.already_running = True
             return current
         if port_in_use(cfg.host, cfg.port):
@@ -383,25 +471,61 @@ class LocalServer:
             f"--server.port={cfg.port}",
             f"--server.address={cfg.host}",
             f"--fhirso.data={cfg.data_dir}",
+            PROFILE_ARG + cfg.start_profile,
+            DATABASE_ARG + cfg.start_database,
         ]
-        progress(f"starting the HAPI FHIR server on {cfg.base_url} (heap {cfg.heap}, data {cfg.data_dir})")
+        child_env = dict(os.environ)
+        postgres: PostgresStatus | None = None
+        if cfg.start_database == "postgres":
+            database = cfg.postgres(self.env)
+            progress(f"starting PostgreSQL for the server (data {database.config.folder})")
+            postgres = database.start()
+            assert postgres.port is not None
+            command += [f"--fhirso.db.url={database.jdbc_url(postgres.port)}", "--fhirso.db.user=hapi"]
+            child_env[PASSWORD_VARIABLE] = database.password()
+        else:
+            child_env.pop(PASSWORD_VARIABLE, None)
+        progress(
+            f"starting the HAPI FHIR server on {cfg.base_url} (profile {cfg.start_profile}, database {cfg.start_database}, "
+            f"heap {cfg.heap}, data {cfg.data_dir})"
+        )
         started = time.monotonic()
         with cfg.log_file.open("wb") as log:
             # Its own session: the server outlives this process and ignores the terminal's Ctrl-C.
             self._process = subprocess.Popen(
-                command, cwd=cfg.data_dir, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+                command, cwd=cfg.data_dir, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True, env=child_env,
             )
         pid = self._process.pid
         self._write_pid(pid)
         try:
             status = self._wait_until_ready(pid, started, progress)
-        except KeyboardInterrupt:
-            # Interrupted while waiting: leave no half-started server behind.
-            self._end(pid)
+        except (KeyboardInterrupt, LocalServerError):
+            # Interrupted or failed while waiting: leave no half-started server (nor its database) behind.
+            if self.is_our_process(pid):
+                self._end(pid)
             self._clear_pid()
+            if postgres is not None and not postgres.already_running:
+                cfg.postgres(self.env).stop()
             raise
         status.seconds = time.monotonic() - started
+        status.profile, status.database, status.postgres = cfg.start_profile, cfg.start_database, postgres
         return status
+
+    def _check_same_options(self, current: ServerStatus) -> None:
+        """A running server is reused only when it has the profile and database asked for (when asked)."""
+        cfg = self.config
+        wanted = {"profile": cfg.profile, "database": cfg.database}
+        running = {"profile": current.profile, "database": current.database}
+        differ = [k for k in ("profile", "database") if wanted[k] is not None and running[k] != wanted[k]]
+        if not differ:
+            return
+        asked = ", ".join(f"{k} {wanted[k]}" for k in differ)
+        has = ", ".join(f"{k} {running[k]}" for k in differ)
+        raise InputError(
+            f"the local server on port {cfg.port} (pid {current.pid}) runs with {has}, not {asked} as asked; "
+            f"stop it first (fhir-so server stop --port {cfg.port}) or start the other one on another port (--port N)"
+        )
 
     def _wait_until_ready(self, pid: int, started: float, progress: Progress) -> ServerStatus:
         """Poll /metadata until the server answers; stop it and explain when it exits or takes too long."""
@@ -437,10 +561,10 @@ class LocalServer:
     def _stop_own(self) -> int | None:
         """Stop only this data folder's server (reset must never end another folder's)."""
         pid = self.running_pid()
-        if pid is None:
-            return None
-        self._end(pid)
-        self._clear_pid()
+        if pid is not None:
+            self._end(pid)
+            self._clear_pid()
+        self.config.postgres(self.env).stop()
         return pid
 
     def stop(self) -> int | None:
@@ -449,10 +573,11 @@ class LocalServer:
         The server of this data folder, or else a fhir-so server on this port started with another one.
         """
         pid, data_dir = self._running()
-        if pid is None:
-            return None
-        self._end(pid)
-        (data_dir / self.config.pid_file.name).unlink(missing_ok=True)
+        if pid is not None:
+            self._end(pid)
+            (data_dir / self.config.pid_file.name).unlink(missing_ok=True)
+        # After the server (which holds connections to it): its PostgreSQL, if it has one running.
+        self.config.postgres(self.env, data_dir).stop()
         return pid
 
     def _end(self, pid: int) -> None:
@@ -482,7 +607,7 @@ class LocalServer:
         """Stop the server if it runs and delete its database and log; returns (stopped pid, removed paths)."""
         pid = self._stop_own()
         removed = []
-        for path in (self.config.database_dir, self.config.log_file):
+        for path in (self.config.database_dir, self.config.postgres_dir, self.config.log_file):
             if path.is_dir():
                 shutil.rmtree(path)
             elif path.exists():
@@ -512,13 +637,16 @@ class LocalServer:
         return path
 
 
-def start_servers(env: Mapping[str, str], ports: Sequence[int], *, progress: Progress = _quiet) -> dict[int, ServerStatus]:
+def start_servers(
+    env: Mapping[str, str], ports: Sequence[int], *, progress: Progress = _quiet, **options: Any
+) -> dict[int, ServerStatus]:
     """Start local servers on ``ports`` (reusing running ones): one jar build, then all boot at once.
 
     HAPI spends most of its minute of start-up on one core, so two instances started together
-    are ready in little more than the time of one.
+    are ready in little more than the time of one. ``options`` go to every ServerConfig (profile,
+    database); without them a running server is reused whatever its profile.
     """
-    servers = [LocalServer(ServerConfig.resolve(env, port=port)) for port in ports]
+    servers = [LocalServer(ServerConfig.resolve(env, port=port, **options), env) for port in ports]
     if not servers:
         return {}
     servers[0].build(progress=progress)

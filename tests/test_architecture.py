@@ -28,7 +28,7 @@ LAYERS = [
 # Top-level modules that serve a layer without being one (errors-layer helpers serve every layer).
 MODULE_LAYER = {
     "fhirtypes": "errors", "jsonio": "errors", "references": "errors",
-    "profiles": "packages", "auth": "client", "processes": "server", "__init__": "cli",
+    "profiles": "packages", "auth": "client", "processes": "server", "postgres": "server", "__init__": "cli",
 }
 # The declared graph between siblings: inside each sub-package a module may import only the
 # modules listed before it (its ``__init__`` may import them all). A new module goes in its place

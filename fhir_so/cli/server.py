@@ -10,7 +10,7 @@ import click
 
 from fhir_so.cli.app import App, pass_app
 from fhir_so.cli.common import emit_json, info, json_option, translate_errors
-from fhir_so.server import DEFAULT_HEAP, DEFAULT_PORT, LocalServer, ServerConfig, ServerStatus
+from fhir_so.server import DATABASES, DEFAULT_HEAP, DEFAULT_PORT, PROFILES, LocalServer, ServerConfig, ServerStatus
 
 port_option = click.option(
     "--port", type=click.IntRange(1, 65535), default=DEFAULT_PORT, show_default=True, help="TCP port on 127.0.0.1."
@@ -24,14 +24,20 @@ data_option = click.option(
 
 
 def _server(app: App, port: int, data_dir: Path | None, **overrides: Any) -> LocalServer:
-    return LocalServer(ServerConfig.resolve(app.env, port=port, data_dir=data_dir, **overrides))
+    return LocalServer(ServerConfig.resolve(app.env, port=port, data_dir=data_dir, **overrides), app.env)
 
 
 def _describe(status: ServerStatus) -> str:
     if not status.running:
         return f"not running ({status.url}, data {status.data_dir})"
     what = f"FHIR {status.fhir_version}, {status.software}" if status.responding else "not answering yet"
-    return f"running at {status.url} ({what}), pid {status.pid}, data {status.data_dir}"
+    database = status.database or "h2"
+    if status.postgres is not None and status.postgres.port:
+        database += f" on port {status.postgres.port}" if status.postgres.running else " (not running)"
+    return (
+        f"running at {status.url} ({what}), profile {status.profile}, database {database}, "
+        f"pid {status.pid}, data {status.data_dir}"
+    )
 
 
 def _check_heap(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -49,13 +55,21 @@ def _instance_command(func: Callable[..., None]) -> Callable[..., None]:
 
 @click.group("server")
 def server_group() -> None:
-    """The local HAPI FHIR R4 server (server/: Java 17, Maven, H2 on disk) for the demo and the tests.
+    """The local HAPI FHIR R4 server (server/: Java 17, Maven; H2 on disk or PostgreSQL) for the demo and the tests.
 
     \b
     Two instances on two ports are two independent servers, e.g. a transfer's
     source and destination:
       fhir-so server start                # http://127.0.0.1:8090/fhir
       fhir-so server start --port 8091    # http://127.0.0.1:8091/fhir, data in var/hapi-8091
+    \b
+    Two profiles: tuned (the default: no cached-search reuse, a search sees the
+    writes just before it) and public (HAPI's JPA starter defaults, as on HAPI's
+    public test server: search results reused for 60 s, its page sizes,
+    narratives); two databases: h2 (the default) and postgres (a local
+    PostgreSQL under the data folder, stopped with the server):
+      fhir-so server start --port 8092 --profile public --db postgres
+    See docs/server.md.
     """
 
 
@@ -74,11 +88,33 @@ def build_command(app: App, force: bool) -> None:
 @_instance_command
 @click.option("--heap", default=DEFAULT_HEAP, show_default=True, callback=_check_heap, help="Java heap limit (-Xmx), e.g. 768m, 1g.")
 @click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds to wait for /fhir/metadata.")
+@click.option(
+    "--profile",
+    type=click.Choice(PROFILES),
+    default=None,
+    help="tuned (default): the project's settings; public: HAPI's JPA starter defaults, as on HAPI's public test server.",
+)
+@click.option(
+    "--db",
+    "database",
+    type=click.Choice(DATABASES),
+    default=None,
+    help="h2 (default): H2 on disk; postgres: a local PostgreSQL (Debian's packages) started for the server, data in DATA/pg.",
+)
+@click.option("--pg-port", type=click.IntRange(1, 65535), default=None, help="PostgreSQL's port with --db postgres (default: the one it had, else a free one).")
 @pass_app
 @translate_errors
-def start_command(app: App, port: int, data_dir: Path | None, as_json: bool, heap: str, timeout: float) -> None:
-    """Start the server in the background (building it if needed); return once /fhir/metadata answers."""
-    status = _server(app, port, data_dir, heap=heap, start_timeout=timeout).start(progress=info)
+def start_command(
+    app: App, port: int, data_dir: Path | None, as_json: bool, heap: str, timeout: float,
+    profile: str | None, database: str | None, pg_port: int | None,
+) -> None:
+    """Start the server in the background (building it if needed); return once /fhir/metadata answers.
+
+    A server already running on the port is reused when it has the --profile and --db asked for
+    (or none was given); one with another profile or database is an error (exit 2): stop it first.
+    """
+    overrides: dict[str, Any] = {"heap": heap, "start_timeout": timeout, "profile": profile, "database": database, "pg_port": pg_port}
+    status = _server(app, port, data_dir, **overrides).start(progress=info)
     if as_json:
         emit_json(status.to_dict())
     elif status.already_running:
@@ -92,7 +128,7 @@ def start_command(app: App, port: int, data_dir: Path | None, as_json: bool, hea
 @pass_app
 @translate_errors
 def stop_command(app: App, port: int, data_dir: Path | None, as_json: bool) -> None:
-    """Stop the fhir-so server on this port, and wait until it has exited.
+    """Stop the fhir-so server on this port (and its PostgreSQL), and wait until it has exited.
 
     The one of this data folder, or else one started with another --data (found by its port).
     """
@@ -109,7 +145,7 @@ def stop_command(app: App, port: int, data_dir: Path | None, as_json: bool) -> N
 @pass_app
 @translate_errors
 def status_command(app: App, port: int, data_dir: Path | None, as_json: bool) -> None:
-    """Say whether a fhir-so server runs on this port, with its URL, FHIR version, pid and data folder."""
+    """Say whether a fhir-so server runs on this port: URL, FHIR version, profile, database, pid, data folder."""
     status = _server(app, port, data_dir).status()
     if as_json:
         emit_json(status.to_dict())
@@ -122,7 +158,7 @@ def status_command(app: App, port: int, data_dir: Path | None, as_json: bool) ->
 @pass_app
 @translate_errors
 def reset_command(app: App, port: int, data_dir: Path | None, as_json: bool) -> None:
-    """Stop the server if it runs and delete its database and log (the next start begins empty)."""
+    """Stop the server if it runs and delete its database (H2 or PostgreSQL) and log (the next start begins empty)."""
     server = _server(app, port, data_dir)
     pid, removed = server.reset()
     if as_json:

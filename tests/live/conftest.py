@@ -1,10 +1,21 @@
 """Live-test fixtures: the local HAPI FHIR servers, started through ``fhir-so server start`` (or reused).
 
 Every test under tests/live/ gets the ``live`` marker, so ``pytest -m "not live"`` runs the unit
-tests alone. The servers listen on ``$FHIR_SO_LIVE_PORT`` (default 8090, the source) and the
-port after it (the destination), each with its own data folder (var/hapi-PORT). A server that
-is already running is reused and left running; the ones this session started are stopped at
-its end unless ``FHIR_SO_KEEP_SERVERS=1`` (quicker local reruns).
+tests alone. The session runs against one server variant: ``$FHIR_SO_LIVE_PROFILE`` (tuned, the
+default, or public: HAPI's JPA starter defaults) on ``$FHIR_SO_LIVE_DB`` (h2, the default, or
+postgres). ``./run test`` runs pytest once per variant (see VARIANTS there), so every test here
+runs on every variant without knowing it.
+
+Each variant has its own port pair, so the servers of two variants never meet: the source on
+``$FHIR_SO_LIVE_PORT`` (default 8090) plus the variant's offset (tuned/h2 0, public/h2 2,
+tuned/postgres 4, public/postgres 6), the destination on the port after it, each with its own
+data folder (var/hapi-PORT); ``$FHIR_SO_LIVE_PG_PORT`` fixes the PostgreSQL ports (that one and
+the next), else PostgreSQL takes free ones. A server that is already running is reused only
+when its CapabilityStatement names the variant's profile and database, and left running; the
+ones this session started are stopped at its end unless ``FHIR_SO_KEEP_SERVERS=1``.
+
+The terminal summary says which variant ran and its pass counts (and appends them as one JSON
+line to ``$FHIR_SO_LIVE_SUMMARY`` when set, for ``./run test``'s table of all variants).
 """
 
 from __future__ import annotations
@@ -21,9 +32,43 @@ import pytest
 import requests
 
 LIVE_DIR = Path(__file__).resolve().parent
-SOURCE_PORT = int(os.environ.get("FHIR_SO_LIVE_PORT", "8090"))
+PROFILES = ("tuned", "public")
+DATABASES = ("h2", "postgres")
+PORT_OFFSETS = {("tuned", "h2"): 0, ("public", "h2"): 2, ("tuned", "postgres"): 4, ("public", "postgres"): 6}
+PROFILE = os.environ.get("FHIR_SO_LIVE_PROFILE") or "tuned"
+DATABASE = os.environ.get("FHIR_SO_LIVE_DB") or "h2"
+VARIANT = f"{PROFILE}/{DATABASE}"
+BASE_PORT = int(os.environ.get("FHIR_SO_LIVE_PORT", "8090"))
+SOURCE_PORT = BASE_PORT + PORT_OFFSETS.get((PROFILE, DATABASE), 0)
 DESTINATION_PORT = SOURCE_PORT + 1
+PG_BASE_PORT = int(os.environ["FHIR_SO_LIVE_PG_PORT"]) if os.environ.get("FHIR_SO_LIVE_PG_PORT") else None
 PAIR_FIXTURE = "fhir_server_pair"
+
+
+def check_variant() -> None:
+    """An unknown profile or database is a usage error of the whole session, not a skip."""
+    if PROFILE not in PROFILES or DATABASE not in DATABASES:
+        raise pytest.UsageError(
+            f"FHIR_SO_LIVE_PROFILE={PROFILE!r} / FHIR_SO_LIVE_DB={DATABASE!r}: "
+            f"the profile is one of {', '.join(PROFILES)}, the database one of {', '.join(DATABASES)}"
+        )
+
+
+def variant_options(port: int) -> tuple[str, ...]:
+    """The ``fhir-so server start`` options of this session's variant for the server on ``port``."""
+    options = ("--profile", PROFILE, "--db", DATABASE)
+    if DATABASE == "postgres" and PG_BASE_PORT is not None:
+        options += ("--pg-port", str(PG_BASE_PORT + (port - SOURCE_PORT)))
+    return options
+
+
+def implementation_description(url: str) -> str:
+    """CapabilityStatement.implementation.description: a fhir-so server names its profile and database there."""
+    try:
+        capability = requests.get(f"{url}/metadata", headers={"Accept": "application/fhir+json"}, timeout=10).json()
+    except (requests.RequestException, ValueError):
+        return ""
+    return str(((capability or {}).get("implementation") or {}).get("description") or "")
 
 
 def fhir_so_command() -> list[str]:
@@ -42,10 +87,10 @@ def base_url(port: int) -> str:
 
 
 def start_servers(*ports: int, extra: tuple[str, ...] = ()) -> dict[int, dict[str, Any]]:
-    """``fhir-so server start --port P --json`` for every port at once; the JSON status of each."""
+    """``fhir-so server start --port P --json`` (this session's variant) for every port at once; the JSON status of each."""
     procs = {
         port: subprocess.Popen(
-            [*fhir_so_command(), "server", "start", "--port", str(port), "--json", *extra],
+            [*fhir_so_command(), "server", "start", "--port", str(port), "--json", *variant_options(port), *extra],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -57,13 +102,17 @@ def start_servers(*ports: int, extra: tuple[str, ...] = ()) -> dict[int, dict[st
         out, err = proc.communicate(timeout=900)
         if proc.returncode == 0:
             statuses[port] = json.loads(out)
-        elif answers_fhir_r4(base_url(port)):
+        elif proc.returncode != 2 and answers_fhir_r4(base_url(port)) and is_this_variant(base_url(port)):
             # The port is taken by a FHIR R4 server this checkout did not start (another
-            # checkout's instance, say): reuse it, and leave it running.
+            # checkout's instance of the same variant, say): reuse it, and leave it running.
             statuses[port] = {"alreadyRunning": True}
         else:
             pytest.fail(f"fhir-so server start --port {port} failed (exit {proc.returncode}):\n{err}", pytrace=False)
     return statuses
+
+
+def is_this_variant(url: str) -> bool:
+    return f"profile {PROFILE}, database {DATABASE}" in implementation_description(url)
 
 
 def answers_fhir_r4(url: str) -> bool:
@@ -100,6 +149,54 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if LIVE_DIR in item.path.parents:
             item.add_marker(pytest.mark.live)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    check_variant()
+    if config.pluginmanager.get_plugin(LiveSummary.NAME) is None:
+        config.pluginmanager.register(LiveSummary(), LiveSummary.NAME)
+
+
+class LiveSummary:
+    """Pass counts of the live tests of this session's variant, in the terminal summary (and $FHIR_SO_LIVE_SUMMARY)."""
+
+    NAME = "fhir-so-live-summary"
+
+    def __init__(self) -> None:
+        self.outcomes: dict[str, str] = {}
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if "live" not in report.keywords:
+            return
+        if report.when == "call" or report.outcome != "passed":
+            # a failed setup or teardown counts the test as failed (errors), a skip as skipped
+            if report.outcome == "failed" or report.nodeid not in self.outcomes:
+                self.outcomes[report.nodeid] = "xfailed" if hasattr(report, "wasxfail") else report.outcome
+
+    def counts(self) -> dict[str, int]:
+        counts = {"passed": 0, "failed": 0, "skipped": 0, "xfailed": 0}
+        for outcome in self.outcomes.values():
+            counts[outcome] = counts.get(outcome, 0) + 1
+        return counts
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.outcomes:
+            return
+        counts = self.counts()
+        line = (
+            f"live suite on profile {PROFILE}, database {DATABASE} (ports {SOURCE_PORT}/{DESTINATION_PORT}): "
+            + ", ".join(f"{n} {k}" for k, n in counts.items() if n or k in ("passed", "failed"))
+        )
+        terminalreporter.section("live server variant")
+        terminalreporter.write_line(line)
+        failed = sorted(nodeid for nodeid, outcome in self.outcomes.items() if outcome == "failed")
+        for nodeid in failed:
+            terminalreporter.write_line(f"  failed on {VARIANT}: {nodeid}")
+        target = os.environ.get("FHIR_SO_LIVE_SUMMARY")
+        if target:
+            record = {"variant": VARIANT, "ports": [SOURCE_PORT, DESTINATION_PORT], **counts, "failedTests": failed}
+            with open(target, "a", encoding="utf-8") as out:
+                out.write(json.dumps(record) + "\n")
 
 
 @pytest.fixture(scope="session")

@@ -32,7 +32,10 @@ def test_install_twice_changes_nothing_the_second_time(fhir_server: str) -> None
     assert second.returncode == 0, second.stderr
     report = json.loads(second.stdout)
     assert report["unchanged"] == len(report["resources"]) == 14
-    sd = requests.get(f"{fhir_server}/StructureDefinition?url={term.SD_SERVICE_REQUEST}", timeout=30).json()
+    # no-cache: on a stock HAPI (the public profile) the same search within 60 s would return an older answer
+    sd = requests.get(
+        f"{fhir_server}/StructureDefinition?url={term.SD_SERVICE_REQUEST}", headers={"Cache-Control": "no-cache"}, timeout=30
+    ).json()
     assert len(sd.get("entry", [])) == 1  # updated in place, never duplicated
 
 

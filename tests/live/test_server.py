@@ -19,7 +19,7 @@ import requests
 
 from fhir_so.terminology import SID_CASE
 from tests.live.bundles import with_unique_identifiers
-from tests.live.conftest import run_fhir_so
+from tests.live.conftest import DATABASE, PROFILE, run_fhir_so
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).resolve().parent / "data"
@@ -83,7 +83,8 @@ def test_transaction_is_stored_readable_and_searchable(fhir_server: str, path: P
     found = requests.get(
         f"{fhir_server}/ServiceRequest",
         params={"identifier": f"{CASE_ID_SYSTEM}|{case_identifier(bundle)}"},
-        headers=FHIR_JSON,
+        # a search right after a write: a stock HAPI (the public profile) may answer it from its cache otherwise
+        headers={**FHIR_JSON, "Cache-Control": "no-cache"},
         timeout=TIMEOUT,
     ).json()
     matches = [e for e in found.get("entry", []) if e.get("search", {}).get("mode", "match") == "match"]
@@ -144,17 +145,21 @@ def pid_alive(pid: int) -> bool:
 
 
 def test_stop_start_keeps_data_and_reset_clears_it(tmp_path: Path) -> None:
-    """A server of its own (a free port, its own data folder): stop, start, reset."""
+    """A server of its own (a free port, its own data folder; the session's profile and database): stop, start, reset."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = str(sock.getsockname()[1])
     data = tmp_path / "hapi"
     instance = ("--port", port, "--data", str(data))
+    variant = ("--profile", PROFILE, "--db", DATABASE)
     url = f"http://127.0.0.1:{port}/fhir"
     try:
-        first = run_fhir_so("server", "start", *instance, "--json")
+        first = run_fhir_so("server", "start", *instance, *variant, "--json")
         assert first.returncode == 0, first.stderr
         pid = json.loads(first.stdout)["pid"]
+        assert (json.loads(first.stdout)["profile"], json.loads(first.stdout)["database"]) == (PROFILE, DATABASE)
+        postgres_pid = (json.loads(first.stdout)["postgres"] or {}).get("pid")
+        assert (postgres_pid is not None) == (DATABASE == "postgres")
         put = requests.put(f"{url}/Patient/kept-1", json={"resourceType": "Patient", "id": "kept-1"}, headers=FHIR_JSON, timeout=TIMEOUT)
         assert put.status_code == 201, put.text[:2000]
 
@@ -164,11 +169,12 @@ def test_stop_start_keeps_data_and_reset_clears_it(tmp_path: Path) -> None:
         stop = run_fhir_so("server", "stop", *instance, "--json")
         assert stop.returncode == 0 and json.loads(stop.stdout) == {"stopped": True, "pid": pid, "url": url}
         assert not pid_alive(pid)
+        assert postgres_pid is None or not pid_alive(postgres_pid)  # stop ends the server's PostgreSQL too
         assert not (data / "server.pid").exists()
         status = json.loads(run_fhir_so("server", "status", *instance, "--json").stdout)
         assert status["running"] is False
 
-        second = run_fhir_so("server", "start", *instance, "--json")
+        second = run_fhir_so("server", "start", *instance, *variant, "--json")
         assert second.returncode == 0, second.stderr
         assert requests.get(f"{url}/Patient/kept-1", headers=FHIR_JSON, timeout=TIMEOUT).status_code == 200
         second_pid = json.loads(second.stdout)["pid"]
@@ -177,6 +183,6 @@ def test_stop_start_keeps_data_and_reset_clears_it(tmp_path: Path) -> None:
         assert reset.returncode == 0, reset.stderr
         assert json.loads(reset.stdout)["stopped"] == second_pid
         assert not pid_alive(second_pid)
-        assert not (data / "h2").exists()
+        assert not (data / "h2").exists() and not (data / "pg").exists()
     finally:
         run_fhir_so("server", "stop", *instance)
