@@ -46,8 +46,9 @@ from fhir_so.errors import InputError, NotFoundError, ServerError, UnsafeUrlErro
 __all__ = [
     "BulkClient",
     "ExportRequest",
-    "Manifest",
     "MAX_FILES",
+    "MAX_FILE_BYTES",
+    "Manifest",
     "NDJSON",
     "NdjsonSink",
     "OutputFile",

@@ -60,7 +60,7 @@ from fhir_so.jsonio import dumps, load_json, open_regular, write_atomic
 from fhir_so.references import iter_references
 from fhir_so.workflow.push import classify_entry
 
-__all__ = ["ImportResult", "import_ndjson", "state_path_for"]
+__all__ = ["DEFAULT_BATCH", "ImportEvents", "ImportResult", "import_ndjson", "ndjson_files", "source_of", "state_path_for"]
 
 STATE_FORMAT = "fhir-so-import-state/1"
 MAX_LINE_BYTES = 64 * 1024 * 1024
