@@ -20,7 +20,7 @@ from fhir_so.cli.app import App, pass_app
 from fhir_so.cli.batch import FhirDate
 from fhir_so.cli.common import emit_json, info, json_option, server_option, timeout_option, translate_errors
 from fhir_so.errors import InputError
-from fhir_so.workflow.bulk_export import ExportEvents, export
+from fhir_so.workflow.bulk_export import ExportCancelled, ExportEvents, export
 from fhir_so.workflow.bulk_import import DEFAULT_BATCH, ImportEvents, import_ndjson
 
 __all__ = ["COMMANDS"]
@@ -153,9 +153,10 @@ def export_command(
             client, request, folder, keep_job=keep_job, allowed_origins=allow_origins, poll=poll,
             max_file_bytes=max_file_size, events=events,
         )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         events.close()
-        info("export cancelled: the job was deleted on the server and the files of this export removed")
+        problem = exc.problem if isinstance(exc, ExportCancelled) else None
+        info(f"export interrupted: {problem}" if problem else "export cancelled: the job was deleted on the server and the files of this export removed")
         ctx.exit(EXIT_INTERRUPTED)
     finally:
         events.close()

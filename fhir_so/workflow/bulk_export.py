@@ -37,15 +37,23 @@ import orjson
 
 from fhir_so.client import FhirClient
 from fhir_so.client.bulk import MAX_FILE_BYTES, BulkClient, ExportRequest, Manifest, NdjsonSink, OutputFile, PollPolicy, Status
-from fhir_so.errors import InputError, NotFoundError
+from fhir_so.errors import FhirSoError, InputError, NotFoundError
 from fhir_so.jsonio import atomic_writer, dumps, load_json, write_atomic
 
-__all__ = ["ExportEvents", "ExportResult", "STATE_FILE", "export"]
+__all__ = ["ExportCancelled", "ExportEvents", "ExportResult", "STATE_FILE", "export"]
 
 STATE_FILE = ".fhir-so-export.json"
 STATE_FORMAT = "fhir-so-export-state/1"
 MANIFEST_FILE = "manifest.json"
 ERRORS_DIR = "errors"
+
+
+class ExportCancelled(KeyboardInterrupt):
+    """Ctrl-C stopped the export; ``problem`` is None when the job was cancelled on the server and the files removed."""
+
+    def __init__(self, problem: str | None) -> None:
+        super().__init__(problem or "export cancelled")
+        self.problem = problem
 
 
 class ExportEvents:
@@ -177,12 +185,15 @@ def export(
         downloaded = _download_all(bulk, manifest, state, out, max_file_bytes, events)
     except KeyboardInterrupt:
         status_url = state.data.get("status_url") or status_url
-        if status_url:
-            try:
-                bulk.cancel(status_url)
-            finally:
-                _forget(state, out)
-        raise
+        if not status_url:
+            raise ExportCancelled(None) from None
+        try:
+            bulk.cancel(status_url)
+        except FhirSoError as exc:
+            # The job may still run: keep the state, so the same command resumes (or cancels) it.
+            raise ExportCancelled(f"the job could not be cancelled ({exc}); run the same command to resume it") from None
+        _forget(state, out)
+        raise ExportCancelled(None) from None
     job_deleted = False
     if not keep_job:
         job_deleted = bulk.cancel(status_url)

@@ -229,3 +229,18 @@ def test_import_cli_prints_json_and_is_idempotent(rsps: responses.RequestsMock, 
 def test_import_of_a_missing_folder_is_exit_2(tmp_path: Path) -> None:
     result = run("import", str(tmp_path / "nope"), "--server", BASE)
     assert result.exit_code == 2 and "no such file or folder" in result.stderr
+
+
+def test_ctrl_c_when_the_cancel_fails_keeps_the_state_to_resume(rsps: responses.RequestsMock, tmp_path: Path) -> None:
+    rsps.get(f"{BASE}/$export", status=202, headers={"Content-Location": STATUS})
+
+    def interrupted(request: Any) -> Any:
+        raise KeyboardInterrupt
+
+    rsps.add_callback(responses.GET, STATUS, callback=interrupted)
+    rsps.delete(STATUS, status=400, json=outcome("cannot cancel now"))
+    out = tmp_path / "out"
+    result = run("export", "--server", BASE, "-o", str(out), *FAST)
+    assert result.exit_code == 130 and "Traceback" not in result.output
+    assert "could not be cancelled" in result.stderr and "cannot cancel now" in result.stderr
+    assert json.loads((out / ".fhir-so-export.json").read_text())["status_url"] == STATUS

@@ -16,7 +16,7 @@ from typing import Any
 from tests.live.conftest import run_fhir_so
 
 from fhir_so.bundle import build_bundle
-from fhir_so.case import Case, Party, load_case, with_defaults
+from fhir_so.case import Case, case_from_dict, with_defaults
 from fhir_so.client import FhirClient
 from fhir_so.workflow import pull, push
 
@@ -26,27 +26,40 @@ EXAMPLES = ("urology-second-opinion", "cancer-remote-review", "telehealth-opinio
 LOCAL = "https://fhir-so.org/fhir/sid/local"
 
 
-def unique(party: Party, label: str) -> Party:
-    return party.model_copy(update={"identifier": party.identifier.model_copy(update={"system": LOCAL, "value": f"bulk-{RUN}-{label}"})})
+def fresh_identifiers(value: Any, n: int) -> Any:
+    """The case JSON with every identifier made new to this run (NPIs move to a local system)."""
+    if isinstance(value, dict):
+        ident = value.get("identifier")
+        if isinstance(ident, dict) and isinstance(ident.get("value"), str):
+            value = dict(value, identifier={"system": LOCAL, "value": f"{ident['value']}-{RUN}-{n}"})
+        return {k: fresh_identifiers(v, n) for k, v in value.items()}
+    if isinstance(value, list):
+        return [fresh_identifiers(v, n) for v in value]
+    return value
 
 
 def variant(name: str, n: int) -> Case:
-    """An example case whose every identifier is new to this run, so the export holds it whole."""
-    case = load_case(ROOT / "examples" / f"{name}.case.json")
-    update: dict[str, Any] = {"case_id": f"so-bulk-{RUN}-{n}", "patient": unique(case.patient, f"patient-{n}")}
-    for role in ("requester", "performer"):
-        party = getattr(case, role)
-        if party is not None:
-            update[role] = unique(party, f"{role}-{n}")
-    return case.model_copy(update=update)
+    """An example case whose every party is new to this run, so an export since its push holds it whole."""
+    path = ROOT / "examples" / f"{name}.case.json"
+    data = fresh_identifiers(json.loads(path.read_text()), n)
+    data["case_id"] = f"so-bulk-{RUN}-{n}"
+    return case_from_dict(data, str(path), path.parent)
 
 
 def expected_counts(cases: list[Case]) -> Counter[str]:
-    return Counter(e["resource"]["resourceType"] for case in cases for e in build_bundle(case)["entry"])
+    """Resources per type on the server after pushing the cases: parties are created once per identifier."""
+    distinct = {
+        (e["resource"]["resourceType"], json.dumps(e["resource"].get("identifier")))
+        for case in cases
+        for e in build_bundle(case)["entry"]
+    }
+    return Counter(rtype for rtype, _ in distinct)
 
 
 def cli_json(*args: str) -> dict[str, Any]:
-    done = run_fhir_so(*args, "--json", timeout=180)
+    # polls at least every 2 s whatever Retry-After a server profile sends (stock HAPI says 120 s)
+    extra = ("--max-poll-interval", "2") if args[0] == "export" else ()
+    done = run_fhir_so(*args, *extra, "--json", timeout=180)
     assert done.returncode == 0, f"fhir-so {' '.join(args)} exited {done.returncode}:\n{done.stderr}"
     result: dict[str, Any] = json.loads(done.stdout)
     return result
