@@ -94,7 +94,7 @@ def _split_types(value: str | None) -> tuple[str, ...]:
 @server_option
 @click.option("--type", "types", metavar="T,...", help="Only these resource types (_type), comma-separated.")
 @click.option("--since", type=FhirDate(), metavar="INSTANT", help="Only resources changed after this instant (_since), e.g. 2026-11-01T00:00:00Z.")
-@click.option("--patient", "patients", multiple=True, metavar="ID", help="A Patient-level export of this patient (repeatable); with --group, within the group.")
+@click.option("--patient", "patients", multiple=True, metavar="ID", help="A Patient-level export of this patient (repeatable; not with --group).")
 @click.option("--group", metavar="ID", help="A Group-level export: the members of Group/ID.")
 @click.option("-o", "--output", "folder", required=True, type=click.Path(file_okay=False, path_type=str), metavar="DIR", help="The folder for the NDJSON files, the manifest and the state file.")
 @click.option("--keep-job", is_flag=True, help="Do not delete the job on the server after the download.")

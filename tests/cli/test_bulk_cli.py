@@ -193,10 +193,11 @@ def test_a_bad_ndjson_line_is_exit_3_naming_file_and_line(rsps: responses.Reques
         (["--since", "2026-11-01"], "--since must be an instant"),
         (["--since", "last week"], "not a FHIR date"),
         (["--type", "Patient,bad type"], "not a FHIR resource type"),
-        (["--group", "g1", "--patient", "bad id!"], "not a FHIR id"),
+        (["--patient", "bad id!"], "not a FHIR id"),
+        (["--group", "g1", "--patient", "p1"], "only in a Patient-level export"),
         (["--allow-origin", "ftp://x"], "--allow-origin"),
     ],
-    ids=["date-without-time", "garbage-since", "bad-type", "bad-patient", "bad-origin"],
+    ids=["date-without-time", "garbage-since", "bad-type", "bad-patient", "patient-with-group", "bad-origin"],
 )
 def test_bad_options_are_exit_2(rsps: responses.RequestsMock, tmp_path: Path, args: list[str], message: str) -> None:
     result = run("export", "--server", BASE, "-o", str(tmp_path / "out"), *args)

@@ -107,13 +107,14 @@ def test_a_bad_kick_off_answer_is_refused(
     "kwargs",
     [
         {"level": "system", "patients": ("p1",)},
+        {"level": "group", "group": "g", "patients": ("p1",)},
         {"level": "group"},
         {"level": "system", "group": "g"},
         {"types": ("not a type",)},
         {"since": "yesterday"},
         {"level": "patient", "patients": ("bad id!",)},
     ],
-    ids=["patients-at-system-level", "group-without-id", "id-without-group", "bad-type", "bad-since", "bad-patient-id"],
+    ids=["patients-at-system-level", "patients-at-group-level", "group-without-id", "id-without-group", "bad-type", "bad-since", "bad-patient-id"],
 )
 def test_bad_export_requests_are_input_errors(kwargs: dict[str, Any]) -> None:
     with pytest.raises(InputError):
