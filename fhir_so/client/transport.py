@@ -11,7 +11,9 @@ redirects, each one to the same origin as the URL asked for (another origin is a
 the Bundle of patient data): its 3xx is an :class:`HttpError`.
 
 Bodies are read as a stream and refused past :data:`MAX_BODY` bytes (a server cannot make
-the client buffer without end); the read timeout applies to each read of the socket.
+the client buffer without end); the read timeout applies to each read of the socket. A
+caller that expects a large body (a Bulk Data file) passes a :class:`BodySink`: the 2xx body
+is written into it chunk by chunk, under the sink's own limit, and restarted on a retry.
 
 Secrets: whatever the configured credentials are (a token, a password, a SMART key and its
 assertion), the server's echo of them is blanked in every body read (a 2xx body for secrets

@@ -36,7 +36,7 @@ from typing import Any
 import orjson
 
 from fhir_so.client import FhirClient
-from fhir_so.client.bulk import MAX_FILE_BYTES, BulkClient, ExportRequest, Manifest, NdjsonSink, OutputFile, PollPolicy, Status
+from fhir_so.client.bulk import MAX_FILE_BYTES, BulkClient, ExportRequest, Manifest, NdjsonSink, PollPolicy, Status
 from fhir_so.errors import FhirSoError, InputError, NotFoundError
 from fhir_so.jsonio import atomic_writer, dumps, load_json, write_atomic
 

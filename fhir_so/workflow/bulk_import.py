@@ -42,7 +42,6 @@ import hashlib
 import os
 import re
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,7 +190,7 @@ def import_ndjson(
 
     items = _scan(files, source)
     order = _order(items)
-    batches = _batches(order, items, batch_size)
+    batches = _batches(order, batch_size)
     pending = [[k for k in batch if k not in mapping] for batch in batches]
     pending = [b for b in pending if b]
     result = ImportResult(client.base_url, source, len(files), len(items), 0, state=str(state_p))
@@ -362,7 +361,7 @@ def _order(items: dict[str, _Item]) -> list[list[str]]:
     return out
 
 
-def _batches(components: list[list[str]], items: dict[str, _Item], size: int) -> list[list[str]]:
+def _batches(components: list[list[str]], size: int) -> list[list[str]]:
     batches: list[list[str]] = []
     current: list[str] = []
     for component in components:
