@@ -55,6 +55,8 @@ VS_TREATMENT: Final = f"{CANONICAL}/ValueSet/so-treatment"
 VS_RECORD_TYPE: Final = f"{CANONICAL}/ValueSet/so-record-type"
 
 # the rule that raised a validation finding (OperationOutcome.issue.details)
+#: meta.tag of every resource ``fhir-so import`` loads: code SOURCE-HASH/Type/id (where it came from; the idempotency key)
+CS_IMPORT_SOURCE: Final = f"{CANONICAL}/CodeSystem/import-source"
 CS_VALIDATION_RULE: Final = f"{CANONICAL}/CodeSystem/so-validation-rule"
 MIME_TYPES: Final = "urn:ietf:bcp:13"
 LANGUAGES: Final = "urn:ietf:bcp:47"

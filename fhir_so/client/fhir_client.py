@@ -7,7 +7,7 @@ it to its :class:`~fhir_so.client.transport.Transport`, the one place that sends
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from itertools import islice
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -22,7 +22,7 @@ from fhir_so.client.batch import batch_fallback
 from fhir_so.client.results import FhirResponse, TransactionResponse, WriteResult, etag_version, expect_bundle
 from fhir_so.client.retry import RetryPolicy
 from fhir_so.client.search import Freshness, Params, ParamValue, Search, merge_params
-from fhir_so.client.transport import Transport
+from fhir_so.client.transport import BodySink, Transport
 from fhir_so.client.urls import (
     check_base_url,
     check_id,
@@ -353,12 +353,17 @@ class FhirClient:
         headers: Mapping[str, str] | None = None,
         idempotent: bool | None = None,
         allow_foreign: bool = False,
+        credentials: bool = True,
+        sink: BodySink | None = None,
     ) -> FhirResponse:
         """Send one request; return the 2xx answer or raise (see the package docstring).
 
         ``path_or_url`` is relative to the base URL, or absolute on the same origin; with
         ``allow_foreign`` an absolute URL elsewhere is fetched *without credentials*.
         ``idempotent`` overrides the method-based guess used to decide on retries.
+        ``credentials=False`` sends no credentials even on the server's origin (a Bulk Data
+        file whose manifest says ``requiresAccessToken: false``). With ``sink`` a 2xx body is
+        streamed into it instead of being read into the answer (see :class:`BodySink`).
         """
         method = method.upper()
         query = urlencode(merge_params((), params, {})) if params else ""
@@ -374,7 +379,13 @@ class FhirClient:
             idempotent = method in _IDEMPOTENT_METHODS or (
                 method == "POST" and ("If-None-Exist" in send_headers or url.split("?")[0].endswith("/_search"))
             )
-        return self._transport.send(method, url, body, send_headers, idempotent=idempotent, authenticate=same_origin)
+        return self._transport.send(
+            method, url, body, send_headers, idempotent=idempotent, authenticate=same_origin and credentials, sink=sink
+        )
+
+    def data_scrubber(self) -> Callable[[bytes], bytes]:
+        """What blanks this client's secrets in data read piece by piece (see :meth:`Transport.data_scrubber`)."""
+        return self._transport.data_scrubber()
 
 
 

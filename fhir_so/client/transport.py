@@ -11,7 +11,9 @@ redirects, each one to the same origin as the URL asked for (another origin is a
 the Bundle of patient data): its 3xx is an :class:`HttpError`.
 
 Bodies are read as a stream and refused past :data:`MAX_BODY` bytes (a server cannot make
-the client buffer without end); the read timeout applies to each read of the socket.
+the client buffer without end); the read timeout applies to each read of the socket. A
+caller that expects a large body (a Bulk Data file) passes a :class:`BodySink`: the 2xx body
+is written into it chunk by chunk, under the sink's own limit, and restarted on a retry.
 
 Secrets: whatever the configured credentials are (a token, a password, a SMART key and its
 assertion), the server's echo of them is blanked in every body read (a 2xx body for secrets
@@ -24,9 +26,9 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
 import orjson
@@ -47,7 +49,7 @@ from fhir_so.errors import (
     outcome_lines,
 )
 
-__all__ = ["AuthChannel", "MAX_BODY", "MAX_REDIRECTS", "Transport"]
+__all__ = ["AuthChannel", "BodySink", "MAX_BODY", "MAX_REDIRECTS", "Transport"]
 
 MAX_REDIRECTS = 5
 # No FHIR answer fhir-so reads is near this; a server sending more is refused, not buffered.
@@ -84,6 +86,18 @@ _ERROR_FOR_STATUS: dict[int, type[HttpError]] = {
     HTTPStatus.CONFLICT: PreconditionFailed,
     HTTPStatus.PRECONDITION_FAILED: PreconditionFailed,
 }
+
+
+class BodySink(Protocol):
+    """Where a streamed 2xx body goes (a bulk export's NDJSON file) instead of memory.
+
+    ``reset`` is called before each attempt, so a retried download starts the file again;
+    ``write`` gets the body chunk by chunk and may raise to stop the download (too big, bad data).
+    """
+
+    def reset(self) -> None: ...
+
+    def write(self, chunk: bytes) -> None: ...
 
 
 def _no_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:
@@ -133,10 +147,13 @@ class Transport:
         *,
         idempotent: bool,
         authenticate: bool,
+        sink: BodySink | None = None,
     ) -> FhirResponse:
         """Send one request with retries; the 2xx answer, or an exception from fhir_so.errors.
 
         ``url`` must come from :func:`fhir_so.client.urls.resolve` (prepared and checked).
+        With ``sink``, a 2xx body is streamed into it (not held, not limited by :attr:`max_body`:
+        the sink sets its own limit) and the answer's ``content`` is empty.
         """
         policy = self.retries
         attempt = 0
@@ -162,7 +179,12 @@ class Transport:
                 redirect = 300 <= response.status_code < 400 and response.status_code != HTTPStatus.NOT_MODIFIED
                 # A redirect's body is never read; any other body is read here, where a
                 # connection dropped mid-body is a transport failure like any other.
-                content = b"" if redirect else self._read_body(method, url, response)
+                if redirect:
+                    content = b""
+                elif sink is not None and 200 <= response.status_code < 300:
+                    content = self._stream_body(response, sink)
+                else:
+                    content = self._read_body(method, url, response)
             except requests.RequestException as exc:
                 kind, sent = classify_failure(exc)
                 if (idempotent or not sent) and attempt < policy.attempts and kind != "TLS failed":
@@ -257,6 +279,30 @@ class Transport:
                 raise ServerError(f"{method} {show_url(url)}: the answer is over the limit of {self.max_body} bytes")
             chunks.append(chunk)
         return b"".join(chunks)
+
+    @staticmethod
+    def _stream_body(response: requests.Response, sink: BodySink) -> bytes:
+        """Stream the body into the sink (started afresh); a sink that refuses closes the connection."""
+        sink.reset()
+        try:
+            for chunk in response.iter_content(1 << 16):
+                sink.write(chunk)
+        finally:
+            response.close()
+        return b""
+
+    def data_scrubber(self) -> Callable[[bytes], bytes]:
+        """Blanks the configured secrets (8 characters or more) in data read in pieces (a streamed file's lines)."""
+        secrets = [s.encode("utf-8", errors="ignore") for s in self._secrets(_MIN_DATA_SECRET)]
+        secrets = [s for s in secrets if s]
+
+        def scrub(content: bytes) -> bytes:
+            for secret in secrets:
+                if secret in content:
+                    content = content.replace(secret, b"***")
+            return content
+
+        return scrub
 
     def _http_error(self, method: str, url: str, response: requests.Response, content: bytes) -> HttpError:
         status = response.status_code
