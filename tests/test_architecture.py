@@ -41,7 +41,7 @@ SIBLING_ORDER = {
         "rules", "outcome", "validator",
     ],
     "workflow": [
-        "state", "provenance", "consent", "pull", "push", "remote_validate", "run_validation", "profiles_install", "transfer", "batch", "demo",
+        "state", "provenance", "consent", "pull", "push", "remote_validate", "run_validation", "scale_out", "profiles_install", "transfer", "batch", "demo",
     ],
     "cli": ["app", "params", "common", "batch", "convert", "exchange", "packages", "profiles", "server", "validate"],
 }
