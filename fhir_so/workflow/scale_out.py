@@ -33,6 +33,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -169,7 +170,11 @@ class _DaskEngine:
         self.slots = max(1, sum(self._client.nthreads().values()))
 
     def submit(self, spec: ValidatorSpec, raws: tuple[Raw, ...]) -> _Handle:
-        handle: _Handle = self._client.submit(validate_chunk, spec, raws, pure=False)
+        with warnings.catch_warnings():
+            # one big JSON file (up to 256 MiB) travels inside its task, through the scheduler: Dask warns
+            # about tasks over 10 MB, but scattering it to one worker first would lose it with that worker
+            warnings.filterwarnings("ignore", message="Sending large graph", category=UserWarning)
+            handle: _Handle = self._client.submit(validate_chunk, spec, raws, pure=False)
         return handle
 
     def close(self) -> None:

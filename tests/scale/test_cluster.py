@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from fhir_so.workflow import validate
-from fhir_so.workflow.scale_out import validate_parallel
+from fhir_so.workflow.scale_out import CHUNK_BYTES, validate_parallel
 from tests.scale.cluster import BIN, Cluster, ClusterStartError, local_cluster
 from tests.scale.inputs import ROOT, ndjson_lines, real_resources, reports
 
@@ -48,14 +48,22 @@ def ndjson(suite: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def single(ndjson: Path) -> dict[str, tuple[bytes, str, int]]:
-    return reports(validate([ndjson]))
+def inputs(ndjson: Path, suite: Path) -> list[Path]:
+    """The NDJSON and one JSON file bigger than a chunk's 4 MiB (a chunk of its own)."""
+    big = suite / "fr-smsse-regulee.json"
+    assert big.stat().st_size > CHUNK_BYTES
+    return [ndjson, big]
 
 
-def test_cli_on_the_cluster_writes_the_single_process_report(cluster: Cluster, ndjson: Path, single: dict[str, tuple[bytes, str, int]], tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def single(inputs: list[Path]) -> dict[str, tuple[bytes, str, int]]:
+    return reports(validate(inputs))
+
+
+def test_cli_on_the_cluster_writes_the_single_process_report(cluster: Cluster, inputs: list[Path], ndjson: Path, single: dict[str, tuple[bytes, str, int]], tmp_path: Path) -> None:
     out = tmp_path / "report.txt"
     proc = subprocess.run(
-        [str(BIN / "fhir-so"), "validate", str(ndjson), "--scheduler", cluster.address, "--chunk-size", "250", "-o", str(out)],
+        [str(BIN / "fhir-so"), "validate", *map(str, inputs), "--scheduler", cluster.address, "--chunk-size", "250", "-o", str(out)],
         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300,
     )
     report, summary, code = single["text"]
@@ -64,14 +72,14 @@ def test_cli_on_the_cluster_writes_the_single_process_report(cluster: Cluster, n
     assert proc.stderr.splitlines()[-1] == summary
     assert f"{ndjson}: at line 1235 column" in proc.stderr and f"{ndjson}: at line {N + 2}: expected a FHIR resource" in proc.stderr
     assert "Traceback" not in proc.stderr
-    assert summary.startswith(f"{N + 2} inputs: ")
+    assert summary.startswith(f"{N + 3} inputs: ")
 
 
 def test_every_format_is_the_single_process_report_even_when_a_worker_is_killed_mid_run(
-    cluster: Cluster, ndjson: Path, single: dict[str, tuple[bytes, str, int]]
+    cluster: Cluster, inputs: list[Path], single: dict[str, tuple[bytes, str, int]]
 ) -> None:
     """The last test of the module: it leaves one worker."""
-    results = validate_parallel([ndjson], scheduler=cluster.address, chunk_size=200)
+    results = validate_parallel(inputs, scheduler=cluster.address, chunk_size=200)
     first = next(results)  # the first chunk is back: the next ones are in flight on both workers
     victim = cluster.workers[0]
     victim.kill()
