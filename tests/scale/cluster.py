@@ -98,7 +98,7 @@ def local_cluster(logs: Path, workers: int = 2, *, timeout: float = 90.0) -> Ite
         for proc in reversed(procs):  # workers first, then the scheduler
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 5
         for proc in procs:
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
