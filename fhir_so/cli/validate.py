@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Validate in N local processes; the report is the same, in the same order.")
 @click.option("--scheduler", metavar="ADDRESS",
-              help="Validate on a Dask distributed cluster (tcp://HOST:PORT of its scheduler); needs fhir-so[dask] here and on the workers.")
+              help="Validate on a Dask distributed cluster (tcp://HOST:PORT of its scheduler, reached and given a worker within --timeout); needs fhir-so[dask] here and on the workers.")
 @click.option("--chunk-size", type=click.IntRange(min=1), default=DEFAULT_CHUNK_SIZE, show_default=True,
               help="Inputs per task with --jobs or --scheduler.")
 @pass_app
