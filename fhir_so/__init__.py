@@ -46,6 +46,7 @@ _EXPORTS = {
     "transfer_all": "fhir_so.workflow",
     "find_request_id": "fhir_so.workflow",
     "validate": "fhir_so.workflow",
+    "validate_parallel": "fhir_so.workflow",
     "check_records_consent": "fhir_so.workflow",
     "check_report_consent": "fhir_so.workflow",
     "LocalServer": "fhir_so.server",
@@ -90,6 +91,7 @@ __all__ = [
     "transfer",
     "transfer_all",
     "validate",
+    "validate_parallel",
     "with_defaults",
 ]
 

@@ -41,7 +41,7 @@ SIBLING_ORDER = {
         "rules", "outcome", "validator",
     ],
     "workflow": [
-        "state", "provenance", "consent", "pull", "push", "remote_validate", "run_validation", "profiles_install", "transfer", "batch", "bulk_export", "bulk_import", "demo",
+        "state", "provenance", "consent", "pull", "push", "remote_validate", "run_validation", "scale_out", "profiles_install", "transfer", "batch", "bulk_export", "bulk_import", "demo",
     ],
     "cli": ["app", "params", "common", "batch", "bulk", "convert", "exchange", "packages", "profiles", "server", "validate"],
 }

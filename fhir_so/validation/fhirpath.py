@@ -12,8 +12,8 @@ dom-2..6, txt-1/2, ref-1) never reach this module. fhirpathpy's gaps are handled
 Deliberately skipped (no offline or no fhirpathpy support), listed in ``UNSUPPORTED_FUNCTIONS``:
 ``resolve()`` (needs the referenced resource), ``memberOf()`` (terminology), ``conformsTo()``,
 ``htmlChecks()`` (the walker checks the narrative natively), ``checkModifiers()``. An invariant
-that fhirpathpy fails to compile or evaluate is reported once as an information issue and then
-skipped for the rest of the run.
+that fhirpathpy fails to compile is skipped for the rest of the run; one it fails to evaluate on a
+value is skipped on that value. Either is reported as an information issue, once per input.
 """
 
 from __future__ import annotations
@@ -89,9 +89,10 @@ class InvariantEngine:
         node = value if isinstance(value, dict) and "resourceType" in value else ResourceNode.create_node(value, type_path)
         try:
             result = fn(node, {"resource": _typed(resource), "rootResource": _typed(root), "context": node})
-        except Exception as exc:  # a fhirpathpy gap on this data: skip the invariant from now on
+        except Exception as exc:  # a fhirpathpy gap on this data: skip the invariant here
+            # only here, not for the rest of the run: an input's findings never depend on the inputs
+            # validated before it (a run split over processes gives the same report as one process)
             self.skipped[expression] = f"fhirpathpy failed to evaluate it: {type(exc).__name__}: {exc}"
-            self._compiled[expression] = None
             return None
         if not result:
             return True  # an empty result does not violate the invariant

@@ -513,6 +513,14 @@ class ElementWalker:
                 # only the URL says so; HAPI too judges the type of a target it cannot resolve as advice
                 ctx.sink.append(Issue("warning", STRUCTURE, loc, f"the reference points to a {target}, but this element expects one of ({allowed})", "reference-target"))
 
+    def new_input(self) -> None:
+        """A new input begins: an invariant skipped is said again, once for it.
+
+        Once per input, not once per run: an input's findings never depend on the inputs validated
+        before it, so a run split over processes reports exactly what one process does.
+        """
+        self._reported_skips.clear()
+
     def probe_context(self, sink: list[Issue], ctx: WalkState) -> WalkState:
         """A fresh walk state sharing ``ctx``'s resource, for trying an item against a slice's profile."""
         return WalkState(sink, ctx.resource, ctx.root, ctx.bundle, ctx.contained)
@@ -534,7 +542,7 @@ class ElementWalker:
                 else:
                     ok = self.invariants.evaluate(c.expression, val, path, resource, root_res)
                     if ok is None:
-                        if c.expression not in self._reported_skips:  # said once per validator, not per resource
+                        if c.expression not in self._reported_skips:  # said once per input (see new_input)
                             self._reported_skips.add(c.expression)
                             why = self.invariants.skipped.get(c.expression, "not supported")
                             ctx.sink.append(Issue("information", NOT_SUPPORTED, loc, f"{c.key} was not checked: {why}", "invariant-skipped"))

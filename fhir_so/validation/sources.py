@@ -85,13 +85,29 @@ def _lines(fh: BinaryIO, limit: int) -> Iterator[tuple[int, bytes | None]]:
         yield n, raw
 
 
-def iter_file(path: Path, *, allow_comments: bool = False) -> Iterator[Input]:
-    """The resources of one file: a .ndjson/.jsonl file line by line, any other file as one JSON resource.
+@dataclass(frozen=True, slots=True)
+class Raw:
+    """One input as read from disk, not yet parsed: a JSON file's bytes, one NDJSON line's, or why it could not be read.
 
-    A JSON file that strict JSON rejects is read again leniently (comments, names or values without
-    quotes, a comma missing or too many): when that succeeds the resource is validated and each such
-    departure is an error finding (comments are accepted with ``allow_comments``); otherwise the
-    file is bad input, as before.
+    Reading (:func:`iter_raw`) and parsing (:func:`parse_raw`) are apart so that a process that
+    reads the files can hand the bytes to other processes (``validate --jobs``/``--scheduler``) that
+    parse and validate them exactly as a single process does.
+    """
+
+    file: str
+    data: bytes | None = None
+    #: the NDJSON line number (None: a whole JSON file)
+    line: int | None = None
+    error: InputError | None = None
+
+    @property
+    def source(self) -> str:
+        """How reports name the input: the file, or ``file:line`` for an NDJSON line."""
+        return f"{self.file}:{self.line}" if self.line is not None else self.file
+
+
+def iter_raw_file(path: Path) -> Iterator[Raw]:
+    """The inputs of one file, unparsed: a .ndjson/.jsonl file line by line (blank lines skipped), any other file whole.
 
     Only regular files are read (a device, FIFO or socket is an input error, before any read);
     a JSON file of more than ``MAX_JSON_FILE_BYTES`` and an NDJSON line of more than
@@ -102,54 +118,81 @@ def iter_file(path: Path, *, allow_comments: bool = False) -> Iterator[Input]:
         try:
             fh = os.fdopen(open_regular(path, source=source), "rb")
         except InputError as err:
-            yield Input(source, error=err)
+            yield Raw(source, error=err)
             return
         with fh:
             try:
                 for n, raw in _lines(fh, MAX_NDJSON_LINE_BYTES):
                     if raw is None:
                         too_long = InputError(f"line longer than the limit of {MAX_NDJSON_LINE_BYTES:,} bytes", source=source, location=f"line {n}")
-                        yield Input(f"{source}:{n}", error=too_long, line=n)
+                        yield Raw(source, line=n, error=too_long)
                         continue
-                    if not raw.strip():
-                        continue
-                    try:
-                        yield Input(f"{source}:{n}", _object(parse(raw, source, line=n), source, f"line {n}"), line=n)
-                    except InputError as err:
-                        yield Input(f"{source}:{n}", error=err, line=n)
+                    if raw.strip():
+                        yield Raw(source, raw, line=n)
             except OSError as exc:
-                yield Input(source, error=InputError(f"cannot read: {exc.strerror or exc}", source=source))
+                yield Raw(source, error=InputError(f"cannot read: {exc.strerror or exc}", source=source))
         return
     try:
-        data = read_limited(path, MAX_JSON_FILE_BYTES, source=source)
+        yield Raw(source, read_limited(path, MAX_JSON_FILE_BYTES, source=source))
     except InputError as err:
-        yield Input(source, error=err)
-        return
+        yield Raw(source, error=err)
+
+
+def parse_raw(raw: Raw, *, allow_comments: bool = False) -> Input:
+    """The :class:`Input` of one raw input: parsed, or carrying the error that kept it from being parsed.
+
+    A JSON file that strict JSON rejects is read again leniently (comments, names or values without
+    quotes, a comma missing or too many): when that succeeds the resource is validated and each such
+    departure is an error finding (comments are accepted with ``allow_comments``); otherwise the
+    file is bad input. An NDJSON line is read strictly.
+    """
+    source = raw.source
+    if raw.error is not None or raw.data is None:
+        return Input(source, error=raw.error or InputError("nothing was read", source=source), line=raw.line)
+    if raw.line is not None:
+        try:
+            return Input(source, _object(parse(raw.data, raw.file, line=raw.line), raw.file, f"line {raw.line}"), line=raw.line)
+        except InputError as err:
+            return Input(source, error=err, line=raw.line)
+    data = raw.data
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     try:
-        yield Input(source, _object(parse(data, source), source, "$"))
+        return Input(source, _object(parse(data, source), source, "$"))
     except InputError as err:
         try:
             value, departures = parse_lenient(data, allow_comments=allow_comments)
         except (LenientError, RecursionError):
-            yield Input(source, error=err)
-            return
+            return Input(source, error=err)
         if not isinstance(value, dict):
-            yield Input(source, error=err)
-            return
+            return Input(source, error=err)
         found = tuple(Issue("error", STRUCTURE, where, f"not valid JSON: {msg}", "json") for where, msg in departures)
-        yield Input(source, value, issues=found)
+        return Input(source, value, issues=found)
 
 
-def iter_inputs(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Input]:
-    """Every resource under the given paths; directories are walked for *.json and *.ndjson in name order."""
+def iter_file(path: Path, *, allow_comments: bool = False) -> Iterator[Input]:
+    """The resources of one file: a .ndjson/.jsonl file line by line, any other file as one JSON resource.
+
+    Reading as :func:`iter_raw_file`, parsing as :func:`parse_raw` (lenient JSON for whole files).
+    """
+    for raw in iter_raw_file(path):
+        yield parse_raw(raw, allow_comments=allow_comments)
+
+
+def iter_raw(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Raw]:
+    """Every input under the given paths, unparsed; directories are walked for *.json and *.ndjson in name order."""
     for p in paths:
         path = Path(p)
         if path.is_dir():
             for child in sorted(path.rglob("*")):
                 if child.is_file() and not any(part.startswith(".") for part in child.relative_to(path).parts):
                     if child.name.lower().endswith(JSON_SUFFIXES + NDJSON_SUFFIXES):
-                        yield from iter_file(child)
+                        yield from iter_raw_file(child)
         else:
-            yield from iter_file(path)
+            yield from iter_raw_file(path)
+
+
+def iter_inputs(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Input]:
+    """Every resource under the given paths; directories are walked for *.json and *.ndjson in name order."""
+    for raw in iter_raw(paths):
+        yield parse_raw(raw)

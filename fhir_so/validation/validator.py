@@ -114,6 +114,7 @@ class Validator:
                 plan = self.plans.plan(url)
                 if plan is not None and plan.type != rt and not self._holds(resource, plan.type):
                     sink.append(Issue("error", STRUCTURE, location or rt, f"profile {url} is for {plan.type}, and this input holds none", "profile-type"))
+        self.walker.new_input()
         self.walker.resource(resource, location, sink)
         if isinstance(resource, dict):
             rt = resource.get("resourceType")
@@ -175,7 +176,11 @@ class Validator:
 
     def validate_paths(self, paths: Iterable[str]) -> Iterator[Result]:
         """Stream results over files, directories, Bundles and NDJSON, one input at a time."""
-        for item in iter_inputs(paths):
+        return self.validate_inputs(iter_inputs(paths))
+
+    def validate_inputs(self, inputs: Iterable[Input]) -> Iterator[Result]:
+        """Stream results over inputs already read (:func:`~fhir_so.validation.sources.iter_inputs`), in their order."""
+        for item in inputs:
             if item.error is not None:
                 yield Result(item, [])
                 continue

@@ -18,11 +18,13 @@ from fhir_so.workflow.pull import case_of, find_request_id, pull, pull_bundle, p
 from fhir_so.workflow.push import PushedEntry, PushResult, push
 from fhir_so.workflow.transfer import Plan, TransferResult, plan_transfer, transfer
 from fhir_so.workflow.run_validation import offline_validator, validate
+from fhir_so.workflow.scale_out import ClusterError, validate_parallel
 from fhir_so.workflow.batch import BatchResult, CaseResult, transfer_all
 
 __all__ = [
     "BatchResult",
     "CaseResult",
+    "ClusterError",
     "Plan",
     "PushResult",
     "PushedEntry",
@@ -44,4 +46,5 @@ __all__ = [
     "transfer",
     "transfer_all",
     "validate",
+    "validate_parallel",
 ]

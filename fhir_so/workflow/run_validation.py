@@ -27,7 +27,20 @@ from fhir_so.validation.loading import load_definitions
 from fhir_so.validation.validator import Result
 from fhir_so.workflow.remote_validate import RemoteValidator
 
-__all__ = ["offline_validator", "validate"]
+__all__ = ["existing_paths", "offline_validator", "validate"]
+
+
+def existing_paths(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
+    """``paths`` as strings, each checked to exist (InputError, exit 2, naming the first that does not)."""
+    names = [os.fspath(p) for p in paths]
+    for name in names:
+        try:
+            found = Path(name).exists()
+        except (OSError, ValueError) as exc:  # a name too long, a NUL byte
+            raise InputError(f"cannot read: {getattr(exc, 'strerror', None) or exc}", source=name) from None
+        if not found:
+            raise InputError("no such file or directory", source=name)
+    return names
 
 
 def offline_validator(
@@ -78,14 +91,7 @@ def validate(
     each resource goes to that server's ``$validate`` instead (``packages`` do not apply). With
     ``registry``, packages missing from the cache are downloaded first (see :func:`offline_validator`).
     """
-    names = [os.fspath(p) for p in paths]
-    for name in names:
-        try:
-            found = Path(name).exists()
-        except (OSError, ValueError) as exc:  # a name too long, a NUL byte
-            raise InputError(f"cannot read: {getattr(exc, 'strerror', None) or exc}", source=name) from None
-        if not found:
-            raise InputError("no such file or directory", source=name)
+    names = existing_paths(paths)
     if client is not None:
         return RemoteValidator(client, profiles).validate_paths(names)
     validator = offline_validator(
