@@ -19,6 +19,16 @@ from fhir_so.workflow.push import PushedEntry, PushResult, push
 from fhir_so.workflow.transfer import Plan, TransferResult, plan_transfer, transfer
 from fhir_so.workflow.run_validation import offline_validator, validate
 from fhir_so.workflow.batch import BatchResult, CaseResult, transfer_all
+from fhir_so.workflow.task import (
+    TaskResult,
+    find_task,
+    task_accept,
+    task_ask,
+    task_complete,
+    task_decline,
+    task_history,
+    task_start,
+)
 
 __all__ = [
     "BatchResult",
@@ -26,6 +36,7 @@ __all__ = [
     "Plan",
     "PushResult",
     "PushedEntry",
+    "TaskResult",
     "TransferResult",
     "Verdict",
     "Withheld",
@@ -33,6 +44,7 @@ __all__ = [
     "check_records_consent",
     "check_report_consent",
     "find_request_id",
+    "find_task",
     "offline_validator",
     "plan_transfer",
     "pull",
@@ -41,6 +53,12 @@ __all__ = [
     "pull_patient_bundle",
     "pull_patient_bundles",
     "push",
+    "task_accept",
+    "task_ask",
+    "task_complete",
+    "task_decline",
+    "task_history",
+    "task_start",
     "transfer",
     "transfer_all",
     "validate",

@@ -26,7 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from os import PathLike
 from typing import Any, Literal
@@ -40,6 +40,8 @@ from fhir_so.client import FhirClient
 from fhir_so.consent import Verdict, Withheld, records_verdict, report_verdict, request_of, require
 from fhir_so.errors import CaseNotFoundError, ConsentError, InputError, ServerError
 from fhir_so.references import iter_references, rewrite_references
+from fhir_so.workflow.clock import Clock, utc_now
+from fhir_so.workflow.clock import instant as _instant
 from fhir_so.workflow.provenance import provenance_bundle
 from fhir_so.workflow.pull import case_of, find_request_id, pull_bundle
 from fhir_so.workflow.push import PushResult, classify_entry, push
@@ -48,20 +50,10 @@ from fhir_so.workflow.state import StateStore, TransferState
 __all__ = ["Direction", "Plan", "TransferResult", "patient_consents", "plan_transfer", "transfer", "utc_now"]
 
 Direction = Literal["records", "report"]
-Clock = Callable[[], dt.datetime]
 
 # Fixed namespace for transfer ids derived from content (runs without a state file).
 _TRANSFER_NS = uuid.UUID("0d7f6b1e-9c2a-5e4b-a3f8-71c5e2d90b64")
 _SHARED = frozenset({"Patient", "Practitioner", "Organization"})
-
-
-def utc_now() -> dt.datetime:
-    """The real clock (tests inject their own)."""
-    return dt.datetime.now(dt.timezone.utc)
-
-
-def _instant(when: dt.datetime) -> str:
-    return when.astimezone(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
