@@ -14,7 +14,7 @@ Every CLI step is one call from Python::
 from __future__ import annotations
 
 from fhir_so.workflow.consent import Verdict, Withheld, check_records_consent, check_report_consent
-from fhir_so.workflow.pull import case_of, find_request_id, pull, pull_bundle, pull_patient, pull_patient_bundle, pull_patient_bundles
+from fhir_so.workflow.pull import case_of, case_with_history, find_request_id, pull, pull_bundle, pull_patient, pull_patient_bundle, pull_patient_bundles
 from fhir_so.workflow.push import PushedEntry, PushResult, push
 from fhir_so.workflow.transfer import Plan, TransferResult, plan_transfer, transfer
 from fhir_so.workflow.run_validation import offline_validator, validate
@@ -41,6 +41,7 @@ __all__ = [
     "Verdict",
     "Withheld",
     "case_of",
+    "case_with_history",
     "check_records_consent",
     "check_report_consent",
     "find_request_id",
