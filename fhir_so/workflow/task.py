@@ -45,6 +45,7 @@ from fhir_so.workflow.clock import Clock, instant, utc_now
 __all__ = [
     "ACTIONS",
     "Action",
+    "STEP_FOR",
     "TRANSITIONS",
     "TaskEntry",
     "TaskResult",
@@ -88,7 +89,8 @@ TRANSITIONS: Mapping[str, tuple[str, ...]] = {
     "in-progress": ("on-hold", "completed"),
 }
 
-_COMMAND_FOR = {status: action for action, (status, _) in ACTIONS.items()}
+# The step that moves a Task to each status (for messages and help: "on-hold (task ask)").
+STEP_FOR: Mapping[str, Action] = {status: action for action, (status, _) in ACTIONS.items()}
 _KINDS = frozenset(get_args(RecordKind))
 _NO_CACHE = {"Cache-Control": "no-cache"}  # a server's cached search must not hide the Task just written
 _MAX_HISTORY_PAGES = 50
@@ -103,7 +105,7 @@ def _allowed_text(status: str) -> str:
     allowed = allowed_next(status)
     if not allowed:
         return f"none: {status} is final"
-    return ", ".join(f"{s} (task {_COMMAND_FOR[s]})" for s in allowed)
+    return ", ".join(f"{s} (task {STEP_FOR[s]})" for s in allowed)
 
 
 def check_transition(status: str, action: Action, case_id: str = "") -> str:
