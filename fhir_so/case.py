@@ -269,9 +269,10 @@ class Task(_Model):
     """The referral's life on the second-opinion server: a FHIR Task beside the request.
 
     A records-out transfer creates it (``requested``); the second physician's commands move it
-    (see :mod:`fhir_so.workflow.task`). ``history`` is the server's record of its versions: a
-    pull reads it from the Task's ``_history``; building a bundle writes none of it (a server
-    keeps its own history), so a case with a history builds and parses back without it.
+    (see :mod:`fhir_so.workflow.task`). ``history`` is the server's record of its versions, like
+    server ids and meta: a pull reads it from the Task's ``_history``, a case file keeps it, but
+    building a bundle writes none of it (a server keeps its own history) and it does not make two
+    cases different, so ``parse(build(case)) == case`` and ``pull(push(case)) == case`` still hold.
     """
 
     status: TaskStatus = "requested"
@@ -286,6 +287,17 @@ class Task(_Model):
         default=None, description="The case id of the earlier opinion's Task (a third opinion)."
     )
     history: list[TaskEvent] = Field(default_factory=list, description="Read only: the Task's versions on the server.")
+
+    def _compared(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "history"}
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Task):
+            return NotImplemented
+        return self._compared() == other._compared()
+
+    def __hash__(self) -> int:
+        return hash(tuple((k, repr(v)) for k, v in sorted(self._compared().items())))
 
 
 class Case(_Model):

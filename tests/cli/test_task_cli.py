@@ -30,7 +30,7 @@ def expert() -> Iterator[FakeFhir]:
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         clinic, expert = FakeFhir(BASE), FakeFhir(OTHER)
         serve_with_responses(rsps, clinic, expert)
-        case = load_case(EXAMPLES / "urology-second-opinion.case.json").updated(opinion=None)
+        case = load_case(EXAMPLES / "urology-second-opinion.case.json").updated(opinion=None, task=None)
         with FhirClient(BASE, retries=quick_policy()) as src, FhirClient(OTHER, retries=quick_policy()) as dst:
             push(src, case)
             transfer(src, dst, case_id=CASE_ID, clock=lambda: dt.datetime(2026, 11, 2, 8, tzinfo=dt.timezone.utc))

@@ -93,7 +93,7 @@ def servers() -> tuple[FakeFhir, FakeFhir, FhirClient, FhirClient]:
 
 def test_pull_and_transfer_take_the_case_id(servers, urology: Case) -> None:  # type: ignore[no-untyped-def]
     _, _, src, dst = servers
-    first = urology.updated(opinion=None)
+    first = urology.updated(opinion=None, task=None)  # the Task is made on the expert's server
     pushed = push(src, first)
     assert pull(src, case_id=first.case_id) == first  # no with_defaults needed: canonical by construction
     assert find_request_id(src, first.case_id) == pushed.request_id

@@ -99,7 +99,7 @@ def world(urology: Case) -> tuple[FakeFhir, FhirClient, FhirClient, Case]:
     session = session_for(clinic, expert)
     src = FhirClient(BASE, session=session, retries=quick_policy())
     dst = FhirClient(OTHER, session=session, retries=quick_policy())
-    first = urology.updated(opinion=None)
+    first = urology.updated(opinion=None, task=None)  # the first physician's copy: no Task there
     push(src, first)
     transfer(src, dst, case_id=first.case_id, clock=clock)
     return expert, src, dst, first
@@ -251,7 +251,7 @@ def test_a_third_opinion_task_links_the_earlier_task(urology: Case) -> None:
     session = session_for(clinic, expert)
     src = FhirClient(BASE, session=session, retries=quick_policy())
     dst = FhirClient(OTHER, session=session, retries=quick_policy())
-    third = urology.updated(case_id="so-third-1", opinion=None, earlier_opinions=[{"case_id": urology.case_id, "summary": "refined"}])
+    third = urology.updated(case_id="so-third-1", opinion=None, task=None, earlier_opinions=[{"case_id": urology.case_id, "summary": "refined"}])
     push(src, third)
     transfer(src, dst, case_id=third.case_id, clock=clock)
     task = expert.all("Task")[0]

@@ -58,7 +58,7 @@ def make_world(case: Case, tripwire: Tripwire | None = None) -> World:
 @pytest.fixture
 def first_case(urology: Case) -> Case:
     """The urology case as the first physician sends it: no opinion yet."""
-    return urology.model_copy(update={"opinion": None})
+    return urology.model_copy(update={"opinion": None, "task": None})  # the Task is made on the expert's server
 
 
 @pytest.fixture
