@@ -14,6 +14,11 @@ Two directions; the case is named on the *source* server by its ServiceRequest's
   The opinion's ``basedOn`` points to the request already on the destination through a
   conditional reference (``ServiceRequest?identifier=...``).
 
+A records-out transfer also writes the referral's Task on the destination
+(:func:`fhir_so.workflow.task.transfer_task_entry`): created ``requested`` the first time, its
+inputs extended by the records sent later, its status never touched; the Task update carries
+``ifMatch``, and a transfer that loses that race to the second physician's step plans again.
+
 Ids are remapped by going through the canonical case: pull -> case -> build -> push. Every
 entry is conditional on its identifier, so a repeat changes nothing. Each transfer then
 writes a Provenance (:mod:`fhir_so.workflow.provenance`) keyed by a transfer id. The state
@@ -38,7 +43,7 @@ from fhir_so.bundle import build_bundle
 from fhir_so.case import Case, Party
 from fhir_so.client import FhirClient
 from fhir_so.consent import Verdict, Withheld, records_verdict, report_verdict, request_of, require
-from fhir_so.errors import CaseNotFoundError, ConsentError, InputError, ServerError
+from fhir_so.errors import CaseNotFoundError, ConsentError, InputError, PreconditionFailed, ServerError
 from fhir_so.references import iter_references, rewrite_references
 from fhir_so.workflow.clock import Clock, utc_now
 from fhir_so.workflow.clock import instant as _instant
@@ -342,6 +347,15 @@ def plan_transfer(
 # -- running -----------------------------------------------------------------------------
 
 
+# A transfer whose Task update keeps losing to the second physician's steps gives up after this many tries.
+_TASK_RACE_ATTEMPTS = 3
+
+
+def _updates_a_task(bundle: Mapping[str, Any]) -> bool:
+    return any((e.get("request") or {}).get("ifMatch") and (e.get("resource") or {}).get("resourceType") == "Task"
+               for e in bundle.get("entry") or [])
+
+
 def _derived_id(key: Mapping[str, str], bundle: Mapping[str, Any]) -> str:
     """Same transfer of the same content -> same id, so even a run without a state file never duplicates."""
     # The Task entry is left out: it carries the time of the run (authoredOn, lastModified) and
@@ -425,7 +439,17 @@ def transfer(
             return finished(plan, None, None)
         progress.begin(_derived_id(key, plan.bundle), _instant(clock()))
         progress.mark("pulled", plan.to_state())
-        pushed = push(destination, plan.bundle)
+        for attempt in range(_TASK_RACE_ATTEMPTS):
+            try:
+                pushed = push(destination, plan.bundle)
+                break
+            except PreconditionFailed:
+                # The only ifMatch in a records transaction is the Task's: the second physician moved
+                # it between planning and pushing (nothing was written). Plan its inputs again.
+                if attempt == _TASK_RACE_ATTEMPTS - 1 or not _updates_a_task(plan.bundle):
+                    raise
+                plan = plan_transfer(source, destination, request_id, report_back=report_back, clock=clock)
+                progress.mark("pulled", plan.to_state())
         progress.mark("pushed", pushed.to_json())
     if progress.done("provenance"):
         provenance = str(progress.get("provenance").get("id"))

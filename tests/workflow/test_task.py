@@ -305,3 +305,16 @@ def test_the_server_refuses_a_complete_made_against_an_old_version(world) -> Non
         task_complete(dst, case.case_id, OPINION)
     assert caught.value.newer == "4"
     assert expert.all("DiagnosticReport") == []  # one transaction: the report went with the refused Task update
+
+
+def test_a_transfer_that_races_a_step_plans_the_task_again(world, urology: Case) -> None:  # type: ignore[no-untyped-def]
+    expert, src, dst, case = world
+    extra = {"id": "zz-ct", "kind": "imaging", "title": "CT abdomen", "date": "2026-10-20T10:00:00Z",
+             "content": {"content_type": "application/pdf", "data": "JVBERi0K"}}
+    push(src, case.with_record(extra))
+    _another_clinician_first(expert, "transaction")  # the physician accepts while the transfer is under way
+    transfer(src, dst, case_id=case.case_id, clock=lambda: NOW + dt.timedelta(hours=2))
+    task = _task(expert)
+    assert task["status"] == "accepted" and task["meta"]["versionId"] == "3"  # the accept kept, the new input added after it
+    docs = {f"DocumentReference/{d['id']}" for d in expert.all("DocumentReference")}
+    assert {i["valueReference"]["reference"] for i in task["input"]} == docs and len(docs) == len(case.records) + 1
