@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 from fhir_so.client.results import FhirResponse, SearchEntry, expect_bundle
 from fhir_so.errors import ServerError
 
-__all__ = ["MAX_PAGES", "ParamValue", "Params", "Search", "merge_params"]
+__all__ = ["MAX_PAGES", "ParamValue", "Params", "Search", "follow_pages", "merge_params"]
 
 MAX_PAGES = 1000
 
@@ -67,6 +67,35 @@ def show(answer: FhirResponse) -> str:
     """The request of an answer, for a message (the URL is redacted already; keep it short)."""
     url = answer.url if len(answer.url) <= 200 else answer.url[:199] + "…"
     return f"{answer.method} {url}"
+
+
+def follow_pages(
+    client: Requester, answer: FhirResponse, bundle_type: str, headers: Mapping[str, str], max_pages: int = MAX_PAGES
+) -> Iterator[dict[str, Any]]:
+    """The Bundle of ``answer`` and each page after it, following ``next`` links lazily.
+
+    One paging for searches and histories: a ``next`` link back to a page seen before (a loop)
+    or past ``max_pages`` ends it with a ServerError; the client refuses an unsafe link.
+    """
+    seen = {answer.url}
+    fetched = 1
+    while True:
+        page = expect_bundle(answer, bundle_type)
+        next_url = next_link(page)
+        yield page
+        if next_url is None:
+            return
+        del page
+        if next_url in seen:
+            raise ServerError(f"{show(answer)}: the server's next link leads back to a page of this search (a paging loop)")
+        if fetched >= max_pages:
+            raise ServerError(f"{show(answer)}: the search passed its limit of {max_pages} pages; narrow it or raise page_limit()")
+        seen.add(next_url)
+        answer = client.request("GET", next_url, headers=headers)
+        if answer.url in seen and answer.url != next_url:
+            raise ServerError(f"{show(answer)}: the server's next link leads back to a page of this search (a paging loop)")
+        seen.add(answer.url)
+        fetched += 1
 
 
 def next_link(bundle: Mapping[str, Any]) -> str | None:
@@ -150,25 +179,7 @@ class Search:
         """Each searchset Bundle, following ``next`` links (same origin only) lazily."""
         headers = dict(self.headers)
         answer = self._client.request("GET", self.resource_type, params=self.params, headers=headers)
-        seen = {answer.url}
-        fetched = 1
-        while True:
-            page = expect_bundle(answer, "searchset")
-            next_url = next_link(page)
-            yield page
-            if next_url is None:
-                return
-            del page
-            if next_url in seen:
-                raise ServerError(f"{show(answer)}: the server's next link leads back to a page of this search (a paging loop)")
-            if fetched >= self.max_pages:
-                raise ServerError(f"{show(answer)}: the search passed its limit of {self.max_pages} pages; narrow it or raise page_limit()")
-            seen.add(next_url)
-            answer = self._client.request("GET", next_url, headers=headers)
-            if answer.url in seen and answer.url != next_url:
-                raise ServerError(f"{show(answer)}: the server's next link leads back to a page of this search (a paging loop)")
-            seen.add(answer.url)
-            fetched += 1
+        yield from follow_pages(self._client, answer, "searchset", headers, self.max_pages)
 
     def entries(self) -> Iterator[SearchEntry]:
         """Every entry of every page with its ``search.mode`` (match, include, outcome)."""
