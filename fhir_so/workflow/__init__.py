@@ -19,17 +19,21 @@ from fhir_so.workflow.push import PushedEntry, PushResult, push
 from fhir_so.workflow.transfer import Plan, TransferResult, plan_transfer, transfer
 from fhir_so.workflow.run_validation import offline_validator, validate
 from fhir_so.workflow.batch import BatchResult, CaseResult, transfer_all
+from fhir_so.workflow.status import Event, Timeline, case_timeline, watch
 
 __all__ = [
     "BatchResult",
     "CaseResult",
+    "Event",
     "Plan",
     "PushResult",
     "PushedEntry",
+    "Timeline",
     "TransferResult",
     "Verdict",
     "Withheld",
     "case_of",
+    "case_timeline",
     "check_records_consent",
     "check_report_consent",
     "find_request_id",
@@ -44,4 +48,5 @@ __all__ = [
     "transfer",
     "transfer_all",
     "validate",
+    "watch",
 ]
