@@ -56,6 +56,23 @@ RecordKind = Literal[
     "consult-note",
 ]
 OpinionStatus = Literal["preliminary", "final", "amended"]
+# FHIR R4 Task.status (required binding); the commands move through the few in fhir_so.workflow.task.
+TaskStatus = Literal[
+    "draft",
+    "requested",
+    "received",
+    "accepted",
+    "rejected",
+    "ready",
+    "cancelled",
+    "in-progress",
+    "on-hold",
+    "failed",
+    "completed",
+    "entered-in-error",
+]
+# The project's so-task-status codes (Task.businessStatus), named after HL7 BSeR's.
+BusinessStatus = Literal["received", "accepted", "declined", "more-info-needed", "in-progress", "completed"]
 Concordance = Literal["confirmed", "refined", "different", "inconclusive"]
 
 # FHIR id characters, so a case id can be part of identifiers and URLs without escaping.
@@ -239,6 +256,50 @@ class EarlierOpinion(_Model):
     summary: Text | None = None
 
 
+class TaskEvent(_Model):
+    """One version of the Task as the server recorded it (its ``_history``)."""
+
+    status: TaskStatus
+    business_status: BusinessStatus | None = None
+    time: DateTime = Field(description="When the server stored this version (meta.lastUpdated).")
+    version: Annotated[str, Field(pattern=CASE_ID_PATTERN, description="The server's versionId.")]
+
+
+class Task(_Model):
+    """The referral's life on the second-opinion server: a FHIR Task beside the request.
+
+    A records-out transfer creates it (``requested``); the second physician's commands move it
+    (see :mod:`fhir_so.workflow.task`). ``history`` is the server's record of its versions, like
+    server ids and meta: a pull reads it from the Task's ``_history``, a case file keeps it, but
+    building a bundle writes none of it (a server keeps its own history) and it does not make two
+    cases different, so ``parse(build(case)) == case`` and ``pull(push(case)) == case`` still hold.
+    """
+
+    status: TaskStatus = "requested"
+    business_status: BusinessStatus | None = None
+    authored: DateTime = Field(description="When the Task was made (authoredOn).")
+    last_modified: DateTime | None = None
+    owner: Party | None = Field(default=None, description="Who is to give the opinion; default: the performer.")
+    requested_kinds: list[RecordKind] = Field(default_factory=list, description="Record kinds the second physician asked for.")
+    note: Text | None = Field(default=None, description="The second physician's note with the last request for records.")
+    reason: Text | None = Field(default=None, description="Why the referral was declined (statusReason).")
+    earlier_task: Annotated[str, Field(pattern=CASE_ID_PATTERN)] | None = Field(
+        default=None, description="The case id of the earlier opinion's Task (a third opinion)."
+    )
+    history: list[TaskEvent] = Field(default_factory=list, description="Read only: the Task's versions on the server.")
+
+    def _compared(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "history"}
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Task):
+            return NotImplemented
+        return self._compared() == other._compared()
+
+    def __hash__(self) -> int:
+        return hash(tuple((k, repr(v)) for k, v in sorted(self._compared().items())))
+
+
 class Case(_Model):
     """One second (or third) opinion, from request to report."""
 
@@ -259,6 +320,7 @@ class Case(_Model):
     records: list[Record] = Field(default_factory=list)
     opinion: Opinion | None = None
     earlier_opinions: list[EarlierOpinion] = Field(default_factory=list)
+    task: Task | None = Field(default=None, description="The referral's Task on the second-opinion server.")
 
     @model_validator(mode="after")
     def _check(self) -> Case:
@@ -295,6 +357,8 @@ class Case(_Model):
             updates["records_consent"] = self.records_consent.model_copy(update={"recipient": self.performer})
         if self.report_consent is not None and self.report_consent.recipient is None:
             updates["report_consent"] = self.report_consent.model_copy(update={"recipient": self.requester})
+        if self.task is not None and self.task.owner is None:
+            updates["task"] = self.task.model_copy(update={"owner": self.performer})
         records = sorted(self.records, key=lambda r: r.id)  # a server returns records in no set order
         if any(r.author is None for r in records) or records != self.records:
             updates["records"] = [r if r.author else r.model_copy(update={"author": self.requester}) for r in records]
@@ -343,6 +407,10 @@ class Case(_Model):
         """The case with the second physician's opinion (a new one, or one replacing the last)."""
         return self.updated(opinion=opinion)
 
+    def with_task(self, task: Task | dict[str, Any] | None) -> Case:
+        """The case with its Task part (or without one, given None)."""
+        return self.updated(task=task)
+
     def with_record(self, record: Record | dict[str, Any]) -> Case:
         """The case with one more record (its ``id`` must be new within the case)."""
         return self.updated(records=[*self.records, record])
@@ -362,6 +430,8 @@ class Case(_Model):
         found += [r.author for r in self.records if r.author is not None]
         if self.insurance is not None:
             found.append(self.insurance.payer)
+        if self.task is not None and self.task.owner is not None:
+            found.append(self.task.owner)
         return found
 
     @property

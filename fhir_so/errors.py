@@ -10,6 +10,8 @@ it into a message and its ``exit_code`` (0 done, 1 refused, 2 bad input, 3 serve
     │   └── ToolMissingError         a JDK, Maven or npm needed for a step is not installed
     ├── RefusedError                 exit 1: the step is not allowed
     │   ├── ConsentError             consent is missing, expired, revoked or does not cover the step
+    │   ├── TransitionRefused        the Task's state does not allow the step (names the allowed ones)
+    │   ├── VersionConflict          the Task changed since it was read (names the newer version)
     │   └── ValidationFailed         a resource failed validation (carries the OperationOutcome)
     └── ServerError                  exit 3: the FHIR server or the network failed
         ├── TransportError           connection refused or dropped, timeout, TLS (after retries)
@@ -123,6 +125,25 @@ class RefusedError(FhirSoError):
 
 class ConsentError(RefusedError):
     """Consent is missing, inactive, expired, revoked, or does not cover the step."""
+
+
+class TransitionRefused(RefusedError):
+    """The Task's current status does not allow the step; ``allowed`` are the statuses it may go to."""
+
+    def __init__(self, message: str, *, status: str, allowed: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.status = status
+        self.allowed = allowed
+
+
+class VersionConflict(RefusedError):
+    """Someone changed the Task first: the update was made against ``version``, the server holds ``newer``."""
+
+    def __init__(self, message: str, *, version: str, newer: str | None, status: str | None = None) -> None:
+        super().__init__(message)
+        self.version = version
+        self.newer = newer
+        self.status = status
 
 
 class ValidationFailed(RefusedError):

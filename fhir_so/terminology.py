@@ -40,6 +40,7 @@ SID_OPINION: Final = f"{CANONICAL}/sid/opinion-id"
 SID_CONSENT: Final = f"{CANONICAL}/sid/consent-id"
 SID_RECORD: Final = f"{CANONICAL}/sid/record-id"
 SID_COVERAGE: Final = f"{CANONICAL}/sid/coverage-id"
+SID_TASK: Final = f"{CANONICAL}/sid/task-id"  # Task.identifier value = the case id (one Task per case and server)
 SID_LOCAL: Final = f"{CANONICAL}/sid/local"  # default system for party identifiers given without one
 SID_NPI: Final = "http://hl7.org/fhir/sid/us-npi"
 
@@ -48,11 +49,15 @@ CS_REASON: Final = f"{CANONICAL}/CodeSystem/so-reason"
 CS_MODE: Final = f"{CANONICAL}/CodeSystem/so-mode"
 CS_CONCORDANCE: Final = f"{CANONICAL}/CodeSystem/so-concordance"
 CS_TREATMENT: Final = f"{CANONICAL}/CodeSystem/so-treatment"
+CS_TASK_STATUS: Final = f"{CANONICAL}/CodeSystem/so-task-status"  # Task.businessStatus
+CS_TASK_IO: Final = f"{CANONICAL}/CodeSystem/so-task-io"  # Task.input.type / Task.output.type
 VS_REASON: Final = f"{CANONICAL}/ValueSet/so-reason"
 VS_MODE: Final = f"{CANONICAL}/ValueSet/so-mode"
 VS_CONCORDANCE: Final = f"{CANONICAL}/ValueSet/so-concordance"
 VS_TREATMENT: Final = f"{CANONICAL}/ValueSet/so-treatment"
 VS_RECORD_TYPE: Final = f"{CANONICAL}/ValueSet/so-record-type"
+VS_TASK_STATUS: Final = f"{CANONICAL}/ValueSet/so-task-status"
+VS_TASK_IO: Final = f"{CANONICAL}/ValueSet/so-task-io"
 
 # the rule that raised a validation finding (OperationOutcome.issue.details)
 CS_VALIDATION_RULE: Final = f"{CANONICAL}/CodeSystem/so-validation-rule"
@@ -65,6 +70,7 @@ SD_CONSENT_RECORDS: Final = f"{CANONICAL}/StructureDefinition/so-consent-records
 SD_CONSENT_REPORT: Final = f"{CANONICAL}/StructureDefinition/so-consent-report"
 SD_DOCUMENT_REFERENCE: Final = f"{CANONICAL}/StructureDefinition/so-document-reference"
 SD_DIAGNOSTIC_REPORT: Final = f"{CANONICAL}/StructureDefinition/so-diagnostic-report"
+SD_TASK: Final = f"{CANONICAL}/StructureDefinition/so-task"
 
 # --- standard code systems -----------------------------------------------------------------
 SNOMED: Final = "http://snomed.info/sct"
@@ -84,6 +90,7 @@ CONSENT_POLICY: Final = "http://terminology.hl7.org/CodeSystem/consentpolicycode
 RESOURCE_TYPES: Final = "http://hl7.org/fhir/resource-types"
 PROVENANCE_PARTICIPANT: Final = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
 V3_DATA_OPERATION: Final = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
+TASK_CODE: Final = "http://hl7.org/fhir/CodeSystem/task-code"
 
 # --- ServiceRequest ---------------------------------------------------------------------------
 CONSULTATION: Final = Code(SNOMED, "11429006", "Consultation")
@@ -169,6 +176,34 @@ TREATMENT: Final[dict[bool, Code]] = {
     False: Code(CS_TREATMENT, "unchanged", "Treatment plan unchanged"),
 }
 
+# --- Task: the referral's life on the second-opinion server ----------------------------------
+# Task.code as FHIR Clinical Order Workflows and BSeR use it: the Task fulfils its focus (the request).
+TASK_FULFILL: Final = Code(TASK_CODE, "fulfill", "Fulfill the focal request")
+# HL7 BSeR names these business statuses in prose but publishes no CodeSystem in a package
+# we have (it is on no registry we can reach): the project's own so-task-status carries them.
+TASK_BUSINESS_STATUS: Final[dict[str, Code]] = {
+    code: Code(CS_TASK_STATUS, code, display)
+    for code, display in (
+        ("received", "Referral received"),
+        ("accepted", "Referral accepted"),
+        ("declined", "Referral declined"),
+        ("more-info-needed", "More information needed"),
+        ("in-progress", "Opinion in progress"),
+        ("completed", "Opinion completed"),
+    )
+}
+# What a Task's inputs and outputs are: the records sent, the record kinds asked for,
+# the opinion written, and (for a third opinion) the earlier Task.
+TASK_IO: Final[dict[str, Code]] = {
+    code: Code(CS_TASK_IO, code, display)
+    for code, display in (
+        ("record", "Record sent for the opinion"),
+        ("records-requested", "Record kind requested by the second physician"),
+        ("opinion", "The opinion (DiagnosticReport)"),
+        ("earlier-task", "The Task of an earlier opinion"),
+    )
+}
+
 # --- Provenance of a transfer --------------------------------------------------------------
 PROVENANCE_AUTHOR: Final = Code(PROVENANCE_PARTICIPANT, "author", "Author")
 PROVENANCE_ASSEMBLER: Final = Code(PROVENANCE_PARTICIPANT, "assembler", "Assembler")
@@ -185,4 +220,6 @@ def project_code_systems() -> dict[str, dict[str, str]]:
         CS_MODE: {k: c.display for k, c in MODES.items()},
         CS_CONCORDANCE: {k: c.display for k, c in CONCORDANCE.items()},
         CS_TREATMENT: {c.code: c.display for c in TREATMENT.values()},
+        CS_TASK_STATUS: {k: c.display for k, c in TASK_BUSINESS_STATUS.items()},
+        CS_TASK_IO: {k: c.display for k, c in TASK_IO.items()},
     }

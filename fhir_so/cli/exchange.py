@@ -21,7 +21,7 @@ from fhir_so.cli.common import emit_json, files_root_option, info, json_option, 
 from fhir_so.cli.params import ServerUrl
 from fhir_so.errors import CaseNotFoundError, InputError
 from fhir_so.jsonio import dumps, write_atomic
-from fhir_so.workflow import case_of, pull_bundle, pull_patient, pull_patient_bundle, push, transfer
+from fhir_so.workflow import case_with_history, pull_bundle, pull_patient, pull_patient_bundle, push, transfer
 from fhir_so.workflow.push import load_push_input
 
 
@@ -95,7 +95,7 @@ def pull_command(
     client = app.client(server, timeout=timeout)
     if patient_id is None:
         bundle = pull_bundle(client, request_id=request_id, case_id=case_id)
-        write_or_echo(dumps(bundle) if as_ == "bundle" else case_of(bundle, client.base_url).to_json(), output)
+        write_or_echo(dumps(bundle) if as_ == "bundle" else case_with_history(client, bundle).to_json(), output)
     elif as_ == "bundle":
         write_or_echo(dumps(pull_patient_bundle(client, patient_id)), output)
     else:

@@ -34,6 +34,7 @@ from fhir_so.mapping.graph import Graph, Node
 from fhir_so.mapping.narrative import with_narrative
 from fhir_so.mapping.parties import party_from_fhir, party_to_fhir, patient_from_fhir, patient_to_fhir
 from fhir_so.mapping.service_request import service_request_fields, service_request_to_fhir
+from fhir_so.mapping.task import TASK, find_tasks, task_from_fhir, task_to_fhir
 
 __all__ = ["Graph", "Mapped", "Node", "case_from_graph", "case_to_resources", "find_requests"]
 
@@ -83,6 +84,8 @@ def case_to_resources(case: Case, ref_for: RefFor) -> list[Mapped]:
         owned(record_key(record.id), record_to_fhir(record, cid, author, ref_for), term.SID_RECORD, f"{cid}/{record.id}")
     if case.opinion is not None:
         owned(OPINION, opinion_to_fhir(case.opinion, cid, party_key(case.performer), ref_for), term.SID_OPINION, cid)
+    if case.task is not None:
+        owned(TASK, task_to_fhir(case, ref_for), term.SID_TASK, cid)
     # every built resource carries its generated narrative (dom-6); parsing ignores it
     return [replace(m, resource=with_narrative(m.resource)) for m in out]
 
@@ -131,6 +134,9 @@ def case_from_graph(graph: Graph, case_id: str | None = None) -> Case:
         for n in graph.of_type("DocumentReference")
         if any(graph.points_to(r, sr) for r in (n.resource.get("context") or {}).get("related") or [])
     ]
+    tasks = find_tasks(graph, sr)
+    if len(tasks) > 1:
+        raise InputError(f"several Tasks have the request as their focus ({', '.join(n.where for n in tasks)})", source=source, location=where)
     opinions = [n for n in graph.of_type("DiagnosticReport") if any(graph.points_to(r, sr) for r in n.resource.get("basedOn") or [])]
     data = {
         "case_id": fields.case_id,
@@ -150,6 +156,7 @@ def case_from_graph(graph: Graph, case_id: str | None = None) -> Case:
         "records": records,
         "opinion": opinion_from_fhir(opinions[0], source) if opinions else None,
         "earlier_opinions": fields.earlier_opinions,
+        "task": task_from_fhir(tasks[0], graph) if tasks else None,
     }
     try:
         return with_defaults(Case.model_validate(data))

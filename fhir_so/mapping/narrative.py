@@ -87,6 +87,12 @@ def _report(r: Resource) -> list[tuple[str, Any]]:
             ("Conclusion", r.get("conclusion"))]
 
 
+def _task(r: Resource) -> list[tuple[str, Any]]:
+    flag = "STAT (an emergency: must not wait)" if r.get("priority") == "stat" else r.get("priority")
+    return [("Task", _text(r.get("code"))), ("Status", r.get("status")), ("Business status", _text(r.get("businessStatus"))),
+            ("Priority", flag), ("Reason", _text(r.get("statusReason"))), ("Authored", r.get("authoredOn"))]
+
+
 _SUMMARY: dict[str, Callable[[Resource], list[tuple[str, Any]]]] = {
     "Patient": _patient,
     "Practitioner": _party,
@@ -96,6 +102,7 @@ _SUMMARY: dict[str, Callable[[Resource], list[tuple[str, Any]]]] = {
     "Coverage": _coverage,
     "DocumentReference": _document,
     "DiagnosticReport": _report,
+    "Task": _task,
 }
 
 

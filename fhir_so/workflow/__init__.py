@@ -14,11 +14,21 @@ Every CLI step is one call from Python::
 from __future__ import annotations
 
 from fhir_so.workflow.consent import Verdict, Withheld, check_records_consent, check_report_consent
-from fhir_so.workflow.pull import case_of, find_request_id, pull, pull_bundle, pull_patient, pull_patient_bundle, pull_patient_bundles
+from fhir_so.workflow.pull import case_of, case_with_history, find_request_id, pull, pull_bundle, pull_patient, pull_patient_bundle, pull_patient_bundles
 from fhir_so.workflow.push import PushedEntry, PushResult, push
 from fhir_so.workflow.transfer import Plan, TransferResult, plan_transfer, transfer
 from fhir_so.workflow.run_validation import offline_validator, validate
 from fhir_so.workflow.batch import BatchResult, CaseResult, transfer_all
+from fhir_so.workflow.task import (
+    TaskResult,
+    find_task,
+    task_accept,
+    task_ask,
+    task_complete,
+    task_decline,
+    task_history,
+    task_start,
+)
 from fhir_so.workflow.status import Event, Timeline, case_timeline, watch
 
 __all__ = [
@@ -28,15 +38,18 @@ __all__ = [
     "Plan",
     "PushResult",
     "PushedEntry",
+    "TaskResult",
     "Timeline",
     "TransferResult",
     "Verdict",
     "Withheld",
     "case_of",
     "case_timeline",
+    "case_with_history",
     "check_records_consent",
     "check_report_consent",
     "find_request_id",
+    "find_task",
     "offline_validator",
     "plan_transfer",
     "pull",
@@ -45,6 +58,12 @@ __all__ = [
     "pull_patient_bundle",
     "pull_patient_bundles",
     "push",
+    "task_accept",
+    "task_ask",
+    "task_complete",
+    "task_decline",
+    "task_history",
+    "task_start",
     "transfer",
     "transfer_all",
     "validate",

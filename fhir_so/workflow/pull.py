@@ -5,13 +5,16 @@ A case is gathered with a handful of searches, each followed lazily page by page
 1. the ServiceRequest (by server id or by case identifier) with ``_include`` of its subject,
    requester and performer;
 2. ``DocumentReference?related=ServiceRequest/ID`` with ``_include=DocumentReference:author``;
-3. ``DiagnosticReport?based-on=ServiceRequest/ID`` with ``_include=DiagnosticReport:performer``;
+3. ``DiagnosticReport?based-on=ServiceRequest/ID`` with ``_include=DiagnosticReport:performer``,
+   and ``Task?focus=ServiceRequest/ID`` with ``_include=Task:owner`` (the referral's Task);
 4. what R4 cannot search for from the request (the Consents in ``supportingInfo``, the
    Coverage in ``insurance``) and the parties those point to: one ``_id`` search per
    resource type until every reference the case needs resolves.
 
 The resources go into a ``collection`` Bundle with absolute fullUrls, which
-:func:`fhir_so.bundle.parse_bundle` reads back to the canonical case.
+:func:`fhir_so.bundle.parse_bundle` reads back to the canonical case. A case with a Task
+also gets the Task's history (``Task/ID/_history``) when pulled as a case (:func:`pull`,
+:func:`case_with_history`): the history is the server's record, not part of the Bundle.
 """
 
 from __future__ import annotations
@@ -26,10 +29,12 @@ from fhir_so.client import FhirClient, Search
 from fhir_so.errors import CaseNotFoundError, InputError
 from fhir_so.fhirtypes import FHIR_ID_RE as _ID
 from fhir_so.references import iter_references
+from fhir_so.workflow.task import with_history
 
 __all__ = [
     "CaseCollector",
     "case_of",
+    "case_with_history",
     "find_request_id",
     "pull",
     "pull_bundle",
@@ -124,6 +129,7 @@ class CaseCollector:
         self.add_search(
             self.client.search("DiagnosticReport", {"based-on": ref}).include("DiagnosticReport:performer")
         )
+        self.add_search(self.client.search("Task", focus=ref).include("Task:owner"))
 
     def bundle(self) -> Resource:
         """A collection Bundle, ServiceRequests first, with absolute fullUrls."""
@@ -189,9 +195,28 @@ def case_of(bundle: Mapping[str, Any], base_url: str) -> Case:
     return parse_bundle(bundle, f"{base_url}/ServiceRequest/{request['id']}", _case_id_of(request))
 
 
+def _task_id(bundle: Mapping[str, Any], case_id: str) -> str | None:
+    for entry in bundle.get("entry") or []:
+        resource = entry.get("resource") or {}
+        if resource.get("resourceType") == "Task" and any(
+            i.get("system") == term.SID_TASK and i.get("value") == case_id for i in resource.get("identifier") or []
+        ):
+            return str(resource.get("id"))
+    return None
+
+
+def case_with_history(client: FhirClient, bundle: Mapping[str, Any], case_id: str | None = None) -> Case:
+    """The case of a pulled bundle (:func:`case_of`, or ``case_id`` of several), its Task's history read from ``client``."""
+    if case_id is None:
+        case = case_of(bundle, client.base_url)
+    else:
+        case = parse_bundle(bundle, client.base_url, case_id)
+    return with_history(client, case, _task_id(bundle, case.case_id))
+
+
 def pull(client: FhirClient, *, request_id: str | None = None, case_id: str | None = None) -> Case:
-    """One case, in canonical form (what was pushed, server ids and meta aside)."""
-    return case_of(pull_bundle(client, request_id=request_id, case_id=case_id), client.base_url)
+    """One case, in canonical form (what was pushed, server ids and meta aside), its Task's history included."""
+    return case_with_history(client, pull_bundle(client, request_id=request_id, case_id=case_id))
 
 
 def pull_patient_bundles(client: FhirClient, patient_id: str) -> Iterator[tuple[str, Resource]]:
@@ -240,4 +265,5 @@ def pull_patient_bundle(client: FhirClient, patient_id: str) -> Resource:
 def pull_patient(client: FhirClient, patient_id: str) -> Iterator[Case]:
     """Each second-opinion case of a patient, in canonical form, one at a time."""
     for case_id, bundle in pull_patient_bundles(client, patient_id):
-        yield parse_bundle(bundle, f"{client.base_url}/Patient/{patient_id}", case_id)
+        case = parse_bundle(bundle, f"{client.base_url}/Patient/{patient_id}", case_id)
+        yield with_history(client, case, _task_id(bundle, case_id))

@@ -26,7 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from os import PathLike
 from typing import Any, Literal
@@ -40,28 +40,21 @@ from fhir_so.client import FhirClient
 from fhir_so.consent import Verdict, Withheld, records_verdict, report_verdict, request_of, require
 from fhir_so.errors import CaseNotFoundError, ConsentError, InputError, ServerError
 from fhir_so.references import iter_references, rewrite_references
+from fhir_so.workflow.clock import Clock, utc_now
+from fhir_so.workflow.clock import instant as _instant
 from fhir_so.workflow.provenance import provenance_bundle
 from fhir_so.workflow.pull import case_of, find_request_id, pull_bundle
 from fhir_so.workflow.push import PushResult, classify_entry, push
 from fhir_so.workflow.state import StateStore, TransferState
+from fhir_so.workflow.task import transfer_task_entry
 
 __all__ = ["Direction", "Plan", "TransferResult", "patient_consents", "plan_transfer", "transfer", "utc_now"]
 
 Direction = Literal["records", "report"]
-Clock = Callable[[], dt.datetime]
 
 # Fixed namespace for transfer ids derived from content (runs without a state file).
 _TRANSFER_NS = uuid.UUID("0d7f6b1e-9c2a-5e4b-a3f8-71c5e2d90b64")
 _SHARED = frozenset({"Patient", "Practitioner", "Organization"})
-
-
-def utc_now() -> dt.datetime:
-    """The real clock (tests inject their own)."""
-    return dt.datetime.now(dt.timezone.utc)
-
-
-def _instant(when: dt.datetime) -> str:
-    return when.astimezone(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -231,17 +224,24 @@ def _case_view(bundle: Mapping[str, Any], record_ids: set[str], case_id: str) ->
     return {**bundle, "entry": kept}
 
 
-def _plan_records(source: FhirClient, request_id: str, now: dt.datetime) -> Plan:
+def _plan_records(source: FhirClient, destination: FhirClient, request_id: str, now: dt.datetime) -> Plan:
     pulled = pull_bundle(source, request_id=request_id)
     consents = patient_consents(source, pulled)
     verdict = require(records_verdict(pulled, now, consents=consents, source=f"{source.base_url}/"), _case_id(pulled))
     case = case_of(_case_view(pulled, {w.record_id for w in verdict.withheld}, _case_id(pulled)), source.base_url)
-    outgoing = case.model_copy(update={"records": [r for r in case.records if r.id in verdict.moves], "opinion": None})
+    # The destination's Task is the destination's: the source's copy (if any) never travels.
+    outgoing = case.model_copy(update={"records": [r for r in case.records if r.id in verdict.moves], "opinion": None, "task": None})
+    bundle = build_bundle(outgoing)
+    task = transfer_task_entry(destination, outgoing, bundle, _instant(now))
+    if task.entry is not None:
+        bundle["entry"].append(task.entry)
     moves = ["ServiceRequest (the request)"]
     moves += [f"Consent ({purpose})" for purpose, c in (("records", case.records_consent), ("report", case.report_consent)) if c]
     if case.insurance is not None:
         moves.append("Coverage")
     moves += [_record_label(case, r) for r in verdict.moves]
+    if task.line:
+        moves.append(task.line)
     not_sent = []
     if case.opinion is not None:
         not_sent.append("the opinion (DiagnosticReport): it only goes back to the first physician, with --report-back")
@@ -255,7 +255,7 @@ def _plan_records(source: FhirClient, request_id: str, now: dt.datetime) -> Plan
         tuple(not_sent),
         case.is_stat,
         _identifier_key(case.requester),
-        build_bundle(outgoing),
+        bundle,
     )
 
 
@@ -336,7 +336,7 @@ def plan_transfer(
     now = clock()
     if report_back:
         return _plan_report(source, destination, request_id, now)
-    return _plan_records(source, request_id, now)
+    return _plan_records(source, destination, request_id, now)
 
 
 # -- running -----------------------------------------------------------------------------
@@ -344,7 +344,10 @@ def plan_transfer(
 
 def _derived_id(key: Mapping[str, str], bundle: Mapping[str, Any]) -> str:
     """Same transfer of the same content -> same id, so even a run without a state file never duplicates."""
-    digest = hashlib.sha256(orjson.dumps(bundle, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    # The Task entry is left out: it carries the time of the run (authoredOn, lastModified) and
+    # whether the destination had a Task yet, neither of which makes it another transfer.
+    content = {**bundle, "entry": [e for e in bundle.get("entry") or [] if (e.get("resource") or {}).get("resourceType") != "Task"]}
+    digest = hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS)).hexdigest()
     name = "|".join([key["direction"], key["source"], key["request"], key["destination"], digest])
     return str(uuid.uuid5(_TRANSFER_NS, name))
 

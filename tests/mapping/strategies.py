@@ -23,8 +23,10 @@ from fhir_so.case import (
     Period,
     Person,
     Record,
+    Task,
+    TaskEvent,
 )
-from fhir_so.terminology import MODES, REASONS, RECORD_TYPES
+from fhir_so.terminology import MODES, REASONS, RECORD_TYPES, TASK_BUSINESS_STATUS
 
 _id_chars = string.ascii_letters + string.digits + "-."
 ids = st.text(_id_chars, min_size=1, max_size=20)
@@ -54,6 +56,30 @@ consents = st.builds(
     period=st.builds(Period, start=st.none() | dates, end=st.none() | datetimes),
     recipient=st.none() | parties,
     record_kinds=st.lists(st.sampled_from(sorted(RECORD_TYPES)), unique=True, max_size=3),
+)
+
+task_events = st.builds(
+    TaskEvent,
+    status=st.sampled_from(["requested", "accepted", "on-hold", "in-progress", "completed", "rejected"]),
+    business_status=st.none() | st.sampled_from(sorted(TASK_BUSINESS_STATUS)),
+    time=datetimes,
+    version=st.integers(1, 99).map(str),
+)
+# History is the server's record: building leaves it out and equality ignores it (fhir_so.case.Task),
+# so generated cases carry one and still round-trip.
+tasks = st.builds(
+    Task,
+    status=st.sampled_from(["draft", "requested", "received", "accepted", "rejected", "ready", "cancelled", "in-progress", "on-hold",
+                            "failed", "completed", "entered-in-error"]),
+    business_status=st.none() | st.sampled_from(sorted(TASK_BUSINESS_STATUS)),
+    authored=datetimes,
+    last_modified=st.none() | datetimes,
+    owner=st.none() | parties,
+    requested_kinds=st.lists(st.sampled_from(sorted(RECORD_TYPES)), unique=True, max_size=3),
+    note=st.none() | words,
+    reason=st.none() | words,
+    earlier_task=st.none() | ids,
+    history=st.lists(task_events, max_size=2),
 )
 
 
@@ -96,4 +122,5 @@ def _case(draw: st.DrawFn, requester: Party, records: list[Record], report_conse
         records=records,
         opinion=draw(st.none() | st.builds(Opinion, status=st.sampled_from(["preliminary", "final", "amended"]), issued=datetimes, conclusion=words, diagnoses=st.lists(codings, max_size=2), concordance=st.sampled_from(["confirmed", "refined", "different", "inconclusive"]), treatment_changed=st.booleans(), report=st.none() | attachments)),
         earlier_opinions=draw(st.lists(st.builds(EarlierOpinion, case_id=ids, summary=st.none() | words), max_size=2)),
+        task=draw(st.none() | tasks),
     )

@@ -24,12 +24,15 @@ PROFILES = {
     term.SD_CONSENT_REPORT: "Consent",
     term.SD_DOCUMENT_REFERENCE: "DocumentReference",
     term.SD_DIAGNOSTIC_REPORT: "DiagnosticReport",
+    term.SD_TASK: "Task",
 }
 VALUE_SETS = {
     term.VS_REASON: term.CS_REASON,
     term.VS_MODE: term.CS_MODE,
     term.VS_CONCORDANCE: term.CS_CONCORDANCE,
     term.VS_TREATMENT: term.CS_TREATMENT,
+    term.VS_TASK_STATUS: term.CS_TASK_STATUS,
+    term.VS_TASK_IO: term.CS_TASK_IO,
 }
 
 
@@ -112,7 +115,7 @@ def test_every_fixed_or_pattern_code_is_one_terminology_defines(profiles_resourc
     for code in (
         term.CONSULTATION, term.CONFIRMATORY_CONSULTATION, term.SECOND_OPINION, term.CONSENT_SCOPE_PRIVACY,
         term.CONSENT_CATEGORY, term.CONSENT_POLICY_RULE, term.ACTION_DISCLOSE, term.PURPOSE_TREATMENT,
-        term.ROLE_RECIPIENT, term.CONSULT_NOTE,
+        term.ROLE_RECIPIENT, term.CONSULT_NOTE, term.TASK_FULFILL, *term.TASK_IO.values(),
     ):
         assert (code.system, code.code) in seen, code
 
@@ -124,6 +127,7 @@ def test_identifier_slices_fix_the_systems_the_mapping_writes(profiles_resources
         term.SD_CONSENT_REPORT: term.SID_CONSENT,
         term.SD_DOCUMENT_REFERENCE: term.SID_RECORD,
         term.SD_DIAGNOSTIC_REPORT: term.SID_OPINION,
+        term.SD_TASK: term.SID_TASK,
     }
     for url, sd in of_type(profiles_resources, "StructureDefinition").items():
         fixed = [e["fixedUri"] for e in sd["differential"]["element"] if e["path"].endswith(".identifier.system") and "fixedUri" in e]
@@ -144,6 +148,8 @@ def test_bindings_point_at_the_project_value_sets(profiles_resources: list[dict[
         ("so-document-reference", "DocumentReference.type"): (term.VS_RECORD_TYPE, "extensible"),
         ("so-diagnostic-report", "DiagnosticReport.conclusionCode:concordance"): (term.VS_CONCORDANCE, "required"),
         ("so-diagnostic-report", "DiagnosticReport.conclusionCode:treatment"): (term.VS_TREATMENT, "required"),
+        ("so-task", "Task.businessStatus"): (term.VS_TASK_STATUS, "required"),
+        ("so-task", "Task.output:recordsRequested.value[x]"): (term.VS_RECORD_TYPE, "extensible"),
     }
 
 
@@ -151,7 +157,7 @@ def test_one_example_per_profile_using_terminology_codes(profiles_cache: Package
     found = examples(profiles_cache.load(f"{term.PACKAGE_NAME}#{term.PACKAGE_VERSION}"))
     profiled = {p for r in found for p in (r.get("meta") or {}).get("profile", [])}
     assert profiled == set(PROFILES)
-    sids = {term.SID_CASE, term.SID_OPINION, term.SID_CONSENT, term.SID_RECORD, term.SID_LOCAL, term.SID_NPI}
+    sids = {term.SID_CASE, term.SID_OPINION, term.SID_CONSENT, term.SID_RECORD, term.SID_TASK, term.SID_LOCAL, term.SID_NPI}
     known_systems = {s for s, _ in _known_codes()} | sids | {term.SNOMED}
     text = json.dumps(found)
     for system in set(re.findall(r'"system": "([^"]+)"', text)):

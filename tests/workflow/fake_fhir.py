@@ -2,10 +2,11 @@
 
 It does what the workflows need and nothing more: read; search by ``_id``, ``identifier``
 (``system|value`` and ``system|``), the reference parameters a case uses and ``_tag``, with
-``_include``, ``_count`` and paging through ``next`` links; and transactions with conditional
-creates (``ifNoneExist``), conditional updates (``PUT Type?identifier=``, a no-op when the
-content is the same, like HAPI), conditional references and ``urn:uuid`` resolution, applied
-atomically. A shared :class:`Tripwire` raises :class:`Killed` (a BaseException, like a
+``_include``, ``_count`` and paging through ``next`` links; an update by id (``PUT Type/id``,
+with ``If-Match``: 412 when the version moved on) and a resource's ``_history``; and
+transactions with conditional creates (``ifNoneExist``), conditional updates (``PUT
+Type?identifier=``, a no-op when the content is the same, like HAPI), updates by id with
+``ifMatch``, conditional references and ``urn:uuid`` resolution, applied atomically. A shared :class:`Tripwire` raises :class:`Killed` (a BaseException, like a
 killed process) before or after the server applies that request, and ``requests`` counts
 every request, so a test can stop a workflow at each step in turn.
 """
@@ -62,7 +63,15 @@ REFERENCE_PARAMS: dict[tuple[str, str], Callable[[Resource], list[Any]]] = {
     ("DiagnosticReport", "subject"): lambda r: _refs(r.get("subject")),
     ("Consent", "patient"): lambda r: _refs(r.get("patient")),
     ("Consent", "actor"): lambda r: [a.get("reference") for a in (r.get("provision") or {}).get("actor") or []],
+    ("Task", "focus"): lambda r: _refs(r.get("focus")),
+    ("Task", "owner"): lambda r: _refs(r.get("owner")),
 }
+# Every stored version gets this lastUpdated plus its version in seconds (a stable, increasing clock).
+_EPOCH = "2026-03-01T10:00:{:02d}Z"
+
+
+def _conflict(message: str) -> tuple[int, Any, dict[str, str]]:
+    return 412, {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "conflict", "diagnostics": message}]}, {}
 
 
 class FakeFhir(BaseAdapter):
@@ -77,6 +86,7 @@ class FakeFhir(BaseAdapter):
         self.next_id = 1
         self.requests: list[tuple[str, str]] = []
         self.authorizations: list[str | None] = []
+        self.history: dict[str, list[Resource]] = {}  # "Type/id" -> every version stored, oldest first
 
     # -- transport -------------------------------------------------------------------
 
@@ -120,6 +130,12 @@ class FakeFhir(BaseAdapter):
         segments = path.split("/") if path else []
         if method == "GET" and len(segments) == 1:
             return 200, self.search_page(segments[0], params), {}
+        if method == "GET" and len(segments) == 3 and segments[2] == "_history":
+            versions = self.history.get(f"{segments[0]}/{segments[1]}", [])
+            entries = [{"fullUrl": f"{self.base}/{segments[0]}/{segments[1]}/_history/{v['meta']['versionId']}", "resource": v} for v in reversed(versions)]
+            return 200, {"resourceType": "Bundle", "type": "history", "entry": entries}, {}
+        if method == "PUT" and len(segments) == 2:
+            return self.update(segments[0], segments[1], body, headers.get("If-Match"))
         if method == "GET" and len(segments) == 2:
             found = self.store.get(segments[0], {}).get(segments[1])
             if found is None:
@@ -184,6 +200,24 @@ class FakeFhir(BaseAdapter):
             bundle["link"] = [{"relation": "next", "url": f"{self.base}/{rtype}?{urlencode(rest)}"}]
         return bundle
 
+    # -- update ----------------------------------------------------------------------
+
+    def _store(self, store: dict[str, dict[str, Resource]], rtype: str, rid: str, resource: Resource, version: str) -> Resource:
+        meta = {**(resource.get("meta") or {}), "versionId": version, "lastUpdated": _EPOCH.format(int(version) % 60)}
+        stored = {**resource, "id": rid, "meta": meta}
+        store.setdefault(rtype, {})[rid] = stored
+        return stored
+
+    def update(self, rtype: str, rid: str, resource: Resource, if_match: str | None) -> tuple[int, Any, dict[str, str]]:
+        existing = self.store.get(rtype, {}).get(rid)
+        current = existing["meta"]["versionId"] if existing else None
+        if if_match is not None and if_match != f'W/"{current}"':
+            return _conflict(f"{rtype}/{rid}: If-Match {if_match} but the version is {current}")
+        version = str(int(current) + 1) if current else "1"
+        stored = self._store(self.store, rtype, rid, resource, version)
+        self.history.setdefault(f"{rtype}/{rid}", []).append(stored)
+        return (200 if existing else 201), stored, {"ETag": f'W/"{version}"', "Location": f"{self.base}/{rtype}/{rid}/_history/{version}"}
+
     # -- transaction -----------------------------------------------------------------
 
     def transaction(self, bundle: Resource) -> tuple[int, Any, dict[str, str]]:
@@ -198,6 +232,11 @@ class FakeFhir(BaseAdapter):
             if request["method"] == "POST":
                 condition = request.get("ifNoneExist")
                 hits = self.matches(rtype, parse_qsl(unquote(condition)), store) if condition else []
+            elif "?" not in request["url"]:  # PUT Type/id
+                found = store.get(rtype, {}).get(request["url"].split("/")[1])
+                hits = [found] if found else []
+                if request.get("ifMatch") and (not found or request["ifMatch"] != f'W/"{found["meta"]["versionId"]}"'):
+                    return _conflict(f"{request['url']}: ifMatch {request['ifMatch']} does not match")
             else:
                 _, _, query = request["url"].partition("?")
                 hits = self.matches(rtype, parse_qsl(unquote(query)), store)
@@ -211,6 +250,7 @@ class FakeFhir(BaseAdapter):
             resolved[entry["fullUrl"]] = f"{rtype}/{rid}"
             planned.append((entry, rtype, rid, existing["meta"]["versionId"] if existing else None))
         replies = []
+        written: list[Resource] = []
         for entry, rtype, rid, version in planned:
             resource = self._resolve(entry["resource"], resolved, store)
             existing = store.get(rtype, {}).get(rid)
@@ -221,10 +261,12 @@ class FakeFhir(BaseAdapter):
                 replies.append(self._reply(200, rtype, rid, version))
                 continue
             new_version = str(int(version) + 1) if version else "1"
-            stored = {**resource, "id": rid, "meta": {**(resource.get("meta") or {}), "versionId": new_version}}
-            store.setdefault(rtype, {})[rid] = stored
+            stored = self._store(store, rtype, rid, resource, new_version)
+            written.append(stored)
             replies.append(self._reply(201 if existing is None else 200, rtype, rid, new_version))
         self.store, self.next_id = store, next_id
+        for stored in written:
+            self.history.setdefault(f"{stored['resourceType']}/{stored['id']}", []).append(stored)
         return 200, {"resourceType": "Bundle", "type": "transaction-response", "entry": replies}, {}
 
     def _resolve(self, resource: Resource, resolved: Mapping[str, str], store: dict[str, dict[str, Resource]]) -> Resource:

@@ -40,10 +40,10 @@ def run(runner: CliRunner, *args: str) -> tuple[int, str, str]:
 def test_push_prints_ids_then_nothing_new(runner: CliRunner, servers: tuple[FakeFhir, FakeFhir]) -> None:
     code, out, _ = run(runner, "push", str(UROLOGY), "--server", BASE)
     assert code == 0
-    assert "12 created" in out and "ServiceRequest/5" in out
+    assert "13 created" in out and "ServiceRequest/5" in out
     code, out, _ = run(runner, "push", str(UROLOGY), "--server", BASE, "--json")
     data = json.loads(out)
-    assert code == 0 and data["changed"] is False and data["counts"]["unchanged"] == 12
+    assert code == 0 and data["changed"] is False and data["counts"]["unchanged"] == 13  # with the Task the example carries
     assert data["request_id"] == "5"
 
 

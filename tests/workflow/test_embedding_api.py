@@ -93,13 +93,16 @@ def servers() -> tuple[FakeFhir, FakeFhir, FhirClient, FhirClient]:
 
 def test_pull_and_transfer_take_the_case_id(servers, urology: Case) -> None:  # type: ignore[no-untyped-def]
     _, _, src, dst = servers
-    first = urology.updated(opinion=None)
+    first = urology.updated(opinion=None, task=None)  # the Task is made on the expert's server
     pushed = push(src, first)
     assert pull(src, case_id=first.case_id) == first  # no with_defaults needed: canonical by construction
     assert find_request_id(src, first.case_id) == pushed.request_id
     result = transfer(src, dst, case_id=first.case_id, clock=lambda: NOW)
     assert result.request_id == pushed.request_id
-    assert pull(dst, case_id=first.case_id) == first
+    arrived = pull(dst, case_id=first.case_id)
+    assert arrived.updated(task=None) == first  # and the transfer made the referral's Task there
+    assert arrived.task is not None and (arrived.task.status, arrived.task.business_status) == ("requested", "received")
+    assert [e.version for e in arrived.task.history] == ["1"]
     with pytest.raises(InputError, match="exactly one"):
         transfer(src, dst, pushed.request_id, case_id=first.case_id, clock=lambda: NOW)
 

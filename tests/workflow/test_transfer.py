@@ -58,7 +58,7 @@ def make_world(case: Case, tripwire: Tripwire | None = None) -> World:
 @pytest.fixture
 def first_case(urology: Case) -> Case:
     """The urology case as the first physician sends it: no opinion yet."""
-    return urology.model_copy(update={"opinion": None})
+    return urology.model_copy(update={"opinion": None, "task": None})  # the Task is made on the expert's server
 
 
 @pytest.fixture
@@ -72,11 +72,17 @@ def counts(fake: FakeFhir) -> dict[str, int]:
 
 def test_full_consent_copies_the_case_with_new_ids(world: World, first_case: Case) -> None:
     result = transfer(world.src, world.dst, world.request_id, clock=clock)
-    assert pull(world.dst, case_id=first_case.case_id) == with_defaults(first_case)
+    arrived = pull(world.dst, case_id=first_case.case_id)
+    assert arrived.updated(task=None) == with_defaults(first_case)
+    assert arrived.task is not None and arrived.task.status == "requested" and arrived.task.authored == "2026-11-01T12:00:00Z"
     assert result.destination_request_id is not None
     assert counts(world.expert) == {
-        "Consent": 2, "Device": 1, "DocumentReference": 4, "Organization": 1, "Patient": 1, "Practitioner": 2, "Provenance": 1, "ServiceRequest": 1,
+        "Consent": 2, "Device": 1, "DocumentReference": 4, "Organization": 1, "Patient": 1, "Practitioner": 2, "Provenance": 1,
+        "ServiceRequest": 1, "Task": 1,
     }
+    task = world.expert.all("Task")[0]
+    inputs = sorted(i["valueReference"]["reference"] for i in task["input"])
+    assert inputs == sorted(f"DocumentReference/{d['id']}" for d in world.expert.all("DocumentReference"))
     provenance = world.expert.all("Provenance")[0]
     assert provenance["entity"][0]["what"]["identifier"]["value"] == f"{BASE}/ServiceRequest/{world.request_id}"
     assert provenance["entity"][0]["role"] == "source"
@@ -146,7 +152,8 @@ def test_dry_run_plans_and_writes_nothing(world: World, tmp_path: Path) -> None:
     state = tmp_path / "state.json"
     result = transfer(world.src, world.dst, world.request_id, state=state, dry_run=True, clock=clock)
     assert result.dry_run and result.push is None
-    assert world.expert.requests == [] and world.clinic.writes() == 0
+    assert world.expert.writes() == 0 and world.clinic.writes() == 0  # it reads whether the expert has the Task yet
+    assert [m for m in result.plan.moves if m.startswith("Task")] == ["Task (new: requested, owner Dr. Samuel Okafor, 4 record(s) as input)"]
     assert not state.exists()
     assert result.lines()[0].startswith("plan (dry run, nothing written)")
     assert len([m for m in result.plan.moves if m.startswith("DocumentReference")]) == 4
@@ -267,7 +274,8 @@ def test_killed_at_every_request_then_resumed_loses_and_duplicates_nothing(first
         began = state.exists()  # the killed run got as far as fixing the transfer's id and time
         result = transfer(w.src, w.dst, w.request_id, state=state, clock=lambda: NOW + dt.timedelta(minutes=5))
         assert counts(w.expert) == expected, f"killed at request {n}"
-        assert pull(w.dst, case_id=first_case.case_id) == with_defaults(first_case), f"killed at request {n}"
+        assert pull(w.dst, case_id=first_case.case_id).updated(task=None) == with_defaults(first_case), f"killed at request {n}"
+        assert len(w.expert.all("Task")) == 1, f"killed at request {n}"
         provenance = w.expert.all("Provenance")[0]
         assert provenance["recorded"] == ("2026-11-01T12:00:00Z" if began else "2026-11-01T12:05:00Z")
         assert result.provenance == f"Provenance/{provenance['id']}"

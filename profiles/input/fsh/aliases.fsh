@@ -17,3 +17,7 @@ Alias: $so-reason = https://fhir-so.org/fhir/CodeSystem/so-reason
 Alias: $so-mode = https://fhir-so.org/fhir/CodeSystem/so-mode
 Alias: $so-concordance = https://fhir-so.org/fhir/CodeSystem/so-concordance
 Alias: $so-treatment = https://fhir-so.org/fhir/CodeSystem/so-treatment
+Alias: $task-code = http://hl7.org/fhir/CodeSystem/task-code
+Alias: $sid-task = https://fhir-so.org/fhir/sid/task-id
+Alias: $so-task-status = https://fhir-so.org/fhir/CodeSystem/so-task-status
+Alias: $so-task-io = https://fhir-so.org/fhir/CodeSystem/so-task-io

@@ -139,3 +139,26 @@ Title: "Example second opinion"
 * presentedForm.size = 66
 * presentedForm.hash = "dsMlbn9hByxeJbgXh9ZbrxGqlOo="
 * presentedForm.title = "opinion.txt"
+
+Instance: so-example-task
+InstanceOf: SoTask
+Usage: #example
+Title: "Example referral task: on hold, the imaging asked for"
+* identifier[taskId].system = "https://fhir-so.org/fhir/sid/task-id"
+* identifier[taskId].value = "uro-2024-001"
+* status = #on-hold
+* businessStatus = $so-task-status#more-info-needed "More information needed"
+* intent = #order
+* priority = #routine
+* code = $task-code#fulfill "Fulfill the focal request"
+* focus = Reference(so-example-service-request)
+* for = Reference(so-example-patient)
+* authoredOn = "2024-03-01T10:00:00Z"
+* lastModified = "2024-03-02T08:15:00Z"
+* requester = Reference(so-example-first-physician)
+* owner = Reference(so-example-second-physician)
+* note.text = "Please send the MRI of the pelvis."
+* input[record].type = $so-task-io#record "Record sent for the opinion"
+* input[record].valueReference = Reference(so-example-document-reference)
+* output[recordsRequested].type = $so-task-io#records-requested "Record kind requested by the second physician"
+* output[recordsRequested].valueCodeableConcept = $loinc#18748-4 "Diagnostic imaging study"

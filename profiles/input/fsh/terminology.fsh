@@ -103,3 +103,47 @@ Description: "The LOINC document types of the records sent for a second opinion.
 * $loinc#10160-0 "History of Medication use Narrative"
 * $loinc#51855-5 "Patient Note"
 * $loinc#11488-4 "Consult note"
+
+CodeSystem: SoTaskStatus
+Id: so-task-status
+Title: "Second-opinion referral business status"
+Description: "Where a second-opinion referral stands, in the referral's words (Task.businessStatus), after the business statuses HL7 BSeR describes."
+* ^status = #active
+* ^experimental = false
+* ^caseSensitive = true
+* ^content = #complete
+* #received "Referral received"
+* #accepted "Referral accepted"
+* #declined "Referral declined"
+* #more-info-needed "More information needed"
+* #in-progress "Opinion in progress"
+* #completed "Opinion completed"
+
+ValueSet: SoTaskStatusVS
+Id: so-task-status
+Title: "Second-opinion referral business statuses"
+Description: "Every so-task-status code."
+* ^status = #active
+* ^experimental = false
+* include codes from system SoTaskStatus
+
+CodeSystem: SoTaskIo
+Id: so-task-io
+Title: "Second-opinion task inputs and outputs"
+Description: "What a second-opinion Task's inputs and outputs are: the records sent, the record kinds asked for, the opinion, the earlier Task."
+* ^status = #active
+* ^experimental = false
+* ^caseSensitive = true
+* ^content = #complete
+* #record "Record sent for the opinion"
+* #records-requested "Record kind requested by the second physician"
+* #opinion "The opinion (DiagnosticReport)"
+* #earlier-task "The Task of an earlier opinion"
+
+ValueSet: SoTaskIoVS
+Id: so-task-io
+Title: "Second-opinion task input and output types"
+Description: "Every so-task-io code."
+* ^status = #active
+* ^experimental = false
+* include codes from system SoTaskIo
