@@ -1,11 +1,7 @@
 """The ``fhir-so`` command line: one click group; each command module only parses and calls the library.
 
 Commands live in one module per group of commands (convert, server, validate, profiles,
-<<<<<<< HEAD
-exchange, status) so that each stays small; this module only assembles them and puts the
-=======
-exchange, task) so that each stays small; this module only assembles them and puts the
->>>>>>> task-core
+exchange, task, status) so that each stays small; this module only assembles them and puts the
 application object (:class:`fhir_so.cli.app.App`: the environment, the client factory) on
 ``ctx.obj`` for every command.
 """
@@ -17,17 +13,10 @@ import os
 import click
 
 from fhir_so import __version__
-<<<<<<< HEAD
-from fhir_so.cli import convert, exchange, packages, profiles, server, status, validate
+from fhir_so.cli import convert, exchange, packages, profiles, server, status, task, validate
 from fhir_so.cli.app import App
 
-_COMMAND_MODULES = (convert, validate, exchange, status, packages, profiles, server)
-=======
-from fhir_so.cli import convert, exchange, packages, profiles, server, task, validate
-from fhir_so.cli.app import App
-
-_COMMAND_MODULES = (convert, validate, exchange, task, packages, profiles, server)
->>>>>>> task-core
+_COMMAND_MODULES = (convert, validate, exchange, task, status, packages, profiles, server)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -41,6 +41,7 @@ from fhir_so.client import FhirClient
 from fhir_so.consent import records_verdict
 from fhir_so.errors import CaseNotFoundError, InputError
 from fhir_so.fhirtypes import FHIR_ID_RE
+from fhir_so.mapping.task import io_type, requested_kind
 
 __all__ = ["Event", "KINDS", "Timeline", "case_timeline", "watch"]
 
@@ -403,11 +404,11 @@ def _transfer_events(first: _Side, expert: _Side, case_id: str, consent_history:
 
 
 def _task_outputs(task: Mapping[str, Any], code: str) -> list[Mapping[str, Any]]:
-    return [o for o in task.get("output") or [] if isinstance(o, dict) and (term.CS_TASK_IO, code) in _codes(o.get("type"))]
+    return [o for o in task.get("output") or [] if isinstance(o, dict) and io_type(o) == code]
 
 
 def _task_inputs(task: Mapping[str, Any], code: str) -> list[Mapping[str, Any]]:
-    return [i for i in task.get("input") or [] if isinstance(i, dict) and (term.CS_TASK_IO, code) in _codes(i.get("type"))]
+    return [i for i in task.get("input") or [] if isinstance(i, dict) and io_type(i) == code]
 
 
 def _business(task: Mapping[str, Any]) -> str:
@@ -424,13 +425,14 @@ def _notes(task: Mapping[str, Any]) -> list[str]:
 def _task_text(version: Mapping[str, Any], before: Mapping[str, Any] | None) -> tuple[str, str] | None:
     """(kind, sentence) for one Task version; None when nothing a person follows changed."""
     status, business = str(version.get("status")), _business(version)
-    asked = sorted({_kind_of(o.get("valueCodeableConcept")) for o in _task_outputs(version, "records-requested")})
+    asked = sorted({requested_kind(o.get("valueCodeableConcept")) or _kind_of(o.get("valueCodeableConcept"))
+                    for o in _task_outputs(version, "records-requested")})
     records = len(_task_inputs(version, "record"))
     if before is None:
         text = f"Task created: {status} ({business or '-'}), {records} record(s) in its input"
-        earlier = [(_task_ref(i) or "?") for i in _task_inputs(version, "earlier-task")]
+        earlier = [_task_ref(i) for i in _task_inputs(version, "earlier-task")]
         if earlier:
-            text += f"; follows the earlier Task {', '.join(earlier)}"
+            text += f"; follows the earlier opinion's Task ({', '.join(earlier)})"
         if version.get("priority") == "stat":
             text += f"; {_STAT}"
         return "task", text
@@ -447,17 +449,24 @@ def _task_text(version: Mapping[str, Any], before: Mapping[str, Any] | None) -> 
         reason = (version.get("statusReason") or {}).get("text")
         text += f": {reason}" if reason else ""
     if status == "completed":
-        opinion = [(_task_ref(o) or "?") for o in _task_outputs(version, "opinion")]
+        opinion = [_task_ref(o) for o in _task_outputs(version, "opinion")]
         text += f": the opinion {', '.join(opinion)}" if opinion else ""
     if str(before.get("status")) == "on-hold":
-        added = records - len(_task_inputs(before, "record"))
-        text += f", after {added} more record(s) arrived" if added > 0 else ""
+        text += f", back from on-hold ({records} record(s) in its input)"
     return "task", text
 
 
-def _task_ref(item: Mapping[str, Any]) -> str | None:
+def _task_ref(item: Mapping[str, Any]) -> str:
+    """A Task input's or output's reference as a person reads it: ``Type/id``, or the Task of case X."""
     value = item.get("valueReference")
-    return str(value["reference"]) if isinstance(value, dict) and isinstance(value.get("reference"), str) else None
+    if not isinstance(value, dict):
+        return "?"
+    if isinstance(value.get("reference"), str):
+        return str(value["reference"])
+    ident = value.get("identifier") or {}
+    if ident.get("system") == term.SID_TASK and ident.get("value"):
+        return f"the Task of case {ident['value']}"
+    return str(value.get("display") or "?")
 
 
 def _task_events(expert: _Side, case_id: str) -> tuple[list[Event], dict[str, Any] | None]:

@@ -72,7 +72,8 @@ def test_json_is_one_document(servers: Servers) -> None:
     assert code == 0
     assert data["case_id"] == CASE_ID and data["servers"] == {"first": BASE, "expert": OTHER}
     assert [e["kind"] for e in data["events"]].count("records-withheld") == 2
-    assert data["stat"] is False and data["task"] is None and data["notes"] == []
+    assert data["stat"] is False and data["notes"] == []
+    assert {k: data["task"][k] for k in ("status", "business_status", "version")} == {"status": "requested", "business_status": "received", "version": "1"}
 
 
 def test_a_stat_request_is_flagged(servers: Servers) -> None:

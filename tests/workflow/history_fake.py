@@ -41,13 +41,14 @@ class HistoryFake(FakeFhir):
         self.on_request: Callable[[str, str], tuple[int, Any, dict[str, str]] | None] | None = None
 
     def _keep(self, before: Mapping[str, Mapping[str, Resource]]) -> None:
-        """Stamp and record every resource a write created or changed."""
+        """Stamp and record every resource a write created or changed (one time per write, like HAPI)."""
+        when = self.ticker.tick()
         for rtype, found in self.store.items():
             for rid, resource in found.items():
                 old = before.get(rtype, {}).get(rid)
                 if old is not None and old["meta"]["versionId"] == resource["meta"]["versionId"]:
                     continue
-                resource["meta"]["lastUpdated"] = self.ticker.tick()
+                resource["meta"]["lastUpdated"] = when
                 self.versions.setdefault(f"{rtype}/{rid}", []).append(copy.deepcopy(resource))
 
     def transaction(self, bundle: Resource) -> tuple[int, Any, dict[str, str]]:

@@ -19,9 +19,10 @@ from fhir_so.case import Case
 from fhir_so.client import FhirClient
 from fhir_so.errors import CaseNotFoundError, InputError
 from fhir_so.workflow import case_timeline, watch
-from fhir_so.workflow.pull import pull
+from fhir_so.workflow.pull import find_request_id
 from fhir_so.workflow.push import push
 from fhir_so.workflow.status import Event, Timeline
+from fhir_so.workflow.task import task_accept, task_ask, task_complete, task_start
 from fhir_so.workflow.transfer import transfer
 
 NOW = dt.datetime(2026, 10, 3, 12, 0, tzinfo=dt.timezone.utc)
@@ -56,51 +57,76 @@ def kinds_of(timeline: Timeline) -> list[tuple[str, str]]:
 
 
 def test_the_whole_story_in_order(servers: Servers, urology: Case) -> None:
-    assert urology.opinion is not None
+    opinion = urology.opinion
+    assert opinion is not None
+    case_id = urology.case_id
     first_case = narrow(urology, "lab-report", "treatment-plan", "patient-questions")
     request_id = str(push(servers.first, first_case).request_id)
-    transfer(servers.first, servers.second, request_id, clock=lambda: NOW)
-    push(servers.first, narrow(urology))  # the patient widens the consent to every kind
-    transfer(servers.first, servers.second, request_id, clock=lambda: NOW + dt.timedelta(days=1))
-    on_expert = pull(servers.second, case_id=urology.case_id)
-    written = push(servers.second, on_expert.with_opinion(urology.opinion))
-    transfer(servers.second, servers.first, str(written.request_id), report_back=True, clock=lambda: NOW + dt.timedelta(days=7))
+    at = iter(NOW + dt.timedelta(hours=h) for h in range(100))
 
-    timeline = case_timeline(servers.first, urology.case_id, expert=servers.second)
+    def clock() -> dt.datetime:
+        return next(at)
+
+    first = transfer(servers.first, servers.second, request_id, clock=clock)
+    assert first.ask is None and {w.record_id for w in first.plan.withheld} == {"us-scrotum"}
+    task_accept(servers.second, case_id, clock=clock)
+    task_ask(servers.second, case_id, ["imaging"], "the ultrasound itself, please", clock=clock)
+    refused = transfer(servers.first, servers.second, request_id, clock=clock)  # the consent still leaves imaging out
+    assert refused.ask is not None and not refused.ask.answered and refused.ask.resumed is None
+    push(servers.first, narrow(urology))  # the patient widens the consent to every kind
+    answered = transfer(servers.first, servers.second, request_id, clock=clock)
+    assert answered.ask is not None and answered.ask.answered and answered.ask.resumed == "accepted"
+    task_start(servers.second, case_id, clock=clock)
+    done = task_complete(servers.second, case_id, opinion, clock=clock)
+    transfer(servers.second, servers.first, done.opinion and request_id_on(servers.second, case_id), report_back=True, clock=clock)
+
+    timeline = case_timeline(servers.first, case_id, expert=servers.second)
 
     assert [e.key for e in timeline.events] == sorted(e.key for e in timeline.events)
     assert kinds_of(timeline) == [
         ("first", "request"), ("first", "consent"), ("first", "consent"),
-        ("expert", "request"), ("expert", "records-sent"), ("first", "records-withheld"),
-        ("first", "consent"),
-        ("expert", "records-sent"),
-        ("expert", "opinion"),
+        ("expert", "request"), ("expert", "task"), ("expert", "records-sent"), ("first", "records-withheld"),
+        ("expert", "task"),  # accepted
+        ("expert", "records-asked"),  # the transfer under the narrow consent sends the same: no new Provenance
+        ("first", "consent"),  # widened
+        ("expert", "task"), ("expert", "records-sent"),  # the imaging goes and is added to the Task's input
+        ("expert", "task"),  # back to accepted
+        ("expert", "task"),  # in progress
+        ("expert", "task"), ("expert", "opinion"),  # the completed Task and the opinion: one transaction
         ("first", "report-back"),
     ]
-    by_kind = {}
-    for event in timeline.events:
-        by_kind.setdefault(event.kind, []).append(event)
-    withheld = by_kind["records-withheld"][0]
+    texts = [e.text for e in timeline.events]
+    withheld = next(e for e in timeline.events if e.kind == "records-withheld")
     # the policy's own words, as of the first transfer (the consent then covered three kinds)
     assert withheld.text.startswith("record us-scrotum (imaging) withheld: the consent does not cover imaging records: ")
     assert "the consent so-2026-uro-0417-records covers" in withheld.text
     assert withheld.reference is not None and withheld.reference.startswith("Provenance/")
-    assert "lab-report, patient-questions, treatment-plan only" in by_kind["consent"][0].text
-    assert by_kind["consent"][2].text.startswith("consent so-2026-uro-0417-records widened: covers ")
-    first_sent, second_sent = by_kind["records-sent"]
-    assert "(3 record(s) on the expert's server)" in first_sent.text and "us-scrotum" not in first_sent.text
-    assert "(4 record(s) on the expert's server, 1 new): us-scrotum (imaging)" in second_sent.text
-    assert "concordance different" in by_kind["opinion"][0].text and "concordance different" in by_kind["report-back"][0].text
+    assert "lab-report, patient-questions, treatment-plan only" in texts[1]
+    assert texts[4] == "Task created: requested (received), 3 record(s) in its input"
+    assert texts[7] == "Task accepted (accepted)"
+    assert texts[8] == "more records asked: imaging (note: the ultrasound itself, please); Task on-hold (more-info-needed)"
+    assert texts[9].startswith("consent so-2026-uro-0417-records widened: covers ")
+    assert texts[10] == "1 more record(s) added to the Task's input (4 in all)"
+    assert "(4 record(s) on the expert's server, 1 new): us-scrotum (imaging)" in texts[11]
+    assert texts[12] == "Task accepted (accepted), back from on-hold (4 record(s) in its input)"
+    assert texts[13] == "Task in-progress (in-progress)"
+    assert texts[14].startswith("Task completed (completed): the opinion DiagnosticReport/") and "concordance different" in texts[15]
+    assert "concordance different" in texts[16]
     assert all(e.reference and "/_history/" in e.reference for e in timeline.events)
-    assert timeline.request == {"first": f"ServiceRequest/{request_id}", "expert": written.request_id and f"ServiceRequest/{written.request_id}"}
-    assert not timeline.stat and timeline.notes == () and timeline.task is None
+    assert timeline.task is not None and timeline.task["status"] == "completed" and timeline.task["business_status"] == "completed"
+    assert not timeline.stat and timeline.notes == ()
 
     shape = timeline.to_json()
     assert shape["servers"] == {"first": BASE, "expert": OTHER}
+    assert shape["request"] == {"first": f"ServiceRequest/{request_id}", "expert": f"ServiceRequest/{request_id_on(servers.second, case_id)}"}
     assert set(shape["events"][0]) == {"time", "server", "side", "kind", "text", "reference"}
     assert shape["events"][0]["time"].endswith("Z")
     text = "\n".join(timeline.lines())
-    assert "records-withheld" in text and "us-scrotum (imaging) withheld" in text
+    assert "Task now: completed (completed)" in text and "us-scrotum (imaging) withheld" in text
+
+
+def request_id_on(client: FhirClient, case_id: str) -> str:
+    return find_request_id(client, case_id)
 
 
 def test_first_server_only_and_a_case_not_sent_yet(servers: Servers, urology: Case) -> None:
