@@ -129,7 +129,8 @@ class CaseCollector:
         self.add_search(
             self.client.search("DiagnosticReport", {"based-on": ref}).include("DiagnosticReport:performer")
         )
-        self.add_search(self.client.search("Task", focus=ref).include("Task:owner"))
+        # the Task changes most often (every step of the second physician): never a cached answer
+        self.add_search(self.client.search("Task", focus=ref).include("Task:owner").with_headers({"Cache-Control": "no-cache"}))
 
     def bundle(self) -> Resource:
         """A collection Bundle, ServiceRequests first, with absolute fullUrls."""
