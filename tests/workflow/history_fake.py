@@ -53,9 +53,17 @@ class HistoryFake(FakeFhir):
 
     def transaction(self, bundle: Resource) -> tuple[int, Any, dict[str, str]]:
         before = copy.deepcopy(self.store)
-        answer = super().transaction(bundle)
+        status, answer, headers = super().transaction(bundle)
         self._keep(before)
-        return answer
+        # Like HAPI: an update that changed nothing says so in the entry's outcome.
+        for entry, sent in zip(answer.get("entry") or [], bundle.get("entry") or []):
+            response = entry.get("response") or {}
+            rtype, rid = str(response.get("location", "")).split("/")[:2] if response.get("location") else ("", "")
+            old, new = before.get(rtype, {}).get(rid), self.store.get(rtype, {}).get(rid)
+            if sent["request"]["method"] == "PUT" and old is not None and new is not None and old["meta"]["versionId"] == new["meta"]["versionId"]:
+                response["outcome"] = {"resourceType": "OperationOutcome", "issue": [
+                    {"severity": "information", "code": "informational", "details": {"coding": [{"code": "SUCCESSFUL_UPDATE_NO_CHANGE"}]}}]}
+        return status, answer, headers
 
     def put(self, resource: Mapping[str, Any]) -> Resource:
         """Write a new version of ``resource`` (created when it has no id), as an update would."""
