@@ -196,14 +196,16 @@ def case_of(bundle: Mapping[str, Any], base_url: str) -> Case:
     return parse_bundle(bundle, f"{base_url}/ServiceRequest/{request['id']}", _case_id_of(request))
 
 
-def _task_id(bundle: Mapping[str, Any], case_id: str) -> str | None:
+def _task_of(bundle: Mapping[str, Any], case_id: str) -> tuple[str | None, str | None]:
+    """(id, versionId) of the case's Task in a pulled bundle, or (None, None)."""
     for entry in bundle.get("entry") or []:
         resource = entry.get("resource") or {}
         if resource.get("resourceType") == "Task" and any(
             i.get("system") == term.SID_TASK and i.get("value") == case_id for i in resource.get("identifier") or []
         ):
-            return str(resource.get("id"))
-    return None
+            version = (resource.get("meta") or {}).get("versionId")
+            return str(resource.get("id")), version if isinstance(version, str) else None
+    return None, None
 
 
 def case_with_history(client: FhirClient, bundle: Mapping[str, Any], case_id: str | None = None) -> Case:
@@ -212,7 +214,7 @@ def case_with_history(client: FhirClient, bundle: Mapping[str, Any], case_id: st
         case = case_of(bundle, client.base_url)
     else:
         case = parse_bundle(bundle, client.base_url, case_id)
-    return with_history(client, case, _task_id(bundle, case.case_id))
+    return with_history(client, case, *_task_of(bundle, case.case_id))
 
 
 def pull(client: FhirClient, *, request_id: str | None = None, case_id: str | None = None) -> Case:
@@ -267,4 +269,4 @@ def pull_patient(client: FhirClient, patient_id: str) -> Iterator[Case]:
     """Each second-opinion case of a patient, in canonical form, one at a time."""
     for case_id, bundle in pull_patient_bundles(client, patient_id):
         case = parse_bundle(bundle, f"{client.base_url}/Patient/{patient_id}", case_id)
-        yield with_history(client, case, _task_id(bundle, case_id))
+        yield with_history(client, case, *_task_of(bundle, case_id))

@@ -35,7 +35,7 @@ from fhir_so.case import Task as TaskPart
 from fhir_so.client import FhirClient, TransactionResponse
 from fhir_so.client.search import next_link
 from fhir_so.client.urls import resource_path
-from fhir_so.errors import CaseNotFoundError, InputError, PreconditionFailed, ServerError, TransitionRefused, VersionConflict
+from fhir_so.errors import CaseNotFoundError, InputError, NotFoundError, PreconditionFailed, ServerError, TransitionRefused, VersionConflict
 from fhir_so.mapping.common import OPINION, PATIENT, SERVICE_REQUEST, first_identifier
 from fhir_so.mapping.diagnostic_report import opinion_to_fhir
 from fhir_so.mapping.narrative import with_narrative
@@ -94,6 +94,7 @@ STEP_FOR: Mapping[str, Action] = {status: action for action, (status, _) in ACTI
 _KINDS = frozenset(get_args(RecordKind))
 _NO_CACHE = {"Cache-Control": "no-cache"}  # a server's cached search must not hide the Task just written
 _MAX_HISTORY_PAGES = 50
+_MAX_VERSIONS = 500  # a referral's Task changes a handful of times; more is not a second opinion's Task
 
 
 def allowed_next(status: str) -> tuple[str, ...]:
@@ -203,42 +204,65 @@ def _version(task: Mapping[str, Any]) -> str:
     return version
 
 
-def task_history(client: FhirClient, task_id: str) -> list[TaskEvent]:
-    """The Task's versions, oldest first, from ``Task/ID/_history`` (every page)."""
+def _event(resource: Mapping[str, Any]) -> TaskEvent | None:
+    meta = resource.get("meta") or {}
+    version, when = meta.get("versionId"), meta.get("lastUpdated")
+    if resource.get("resourceType") != "Task" or not isinstance(version, str) or not isinstance(when, str):
+        return None  # a deleted version has no resource
+    business = next(
+        (c.get("code") for c in (resource.get("businessStatus") or {}).get("coding") or [] if c.get("system") == term.CS_TASK_STATUS),
+        None,
+    )
+    return TaskEvent.model_validate({"status": resource.get("status"), "business_status": business, "time": when, "version": version})
+
+
+def task_history(client: FhirClient, task_id: str, current: str | None = None) -> list[TaskEvent]:
+    """The Task's versions, oldest first, from ``Task/ID/_history`` (every page).
+
+    A server may answer ``_history`` from a cached count (HAPI keeps a history's count for a
+    while: a Task updated since shows only as many versions as before, and ``Cache-Control:
+    no-cache`` does not reach that cache) or cap its pages. So versions up to ``current`` (the
+    Task's versionId; read when not given) that the answer left out are read one by one (vread).
+    """
     answer = client.request("GET", resource_path("Task", task_id, "_history"), headers=_NO_CACHE).resource()
     versions: dict[str, TaskEvent] = {}
     for _ in range(_MAX_HISTORY_PAGES):
         for entry in answer.get("entry") or []:
             resource = entry.get("resource") if isinstance(entry, dict) else None
-            if not isinstance(resource, dict) or resource.get("resourceType") != "Task":
-                continue  # a deleted version has no resource
-            meta = resource.get("meta") or {}
-            version, when = meta.get("versionId"), meta.get("lastUpdated")
-            if not isinstance(version, str) or not isinstance(when, str):
-                continue
-            business = next(
-                (c.get("code") for c in (resource.get("businessStatus") or {}).get("coding") or [] if c.get("system") == term.CS_TASK_STATUS),
-                None,
-            )
-            versions[version] = TaskEvent.model_validate(
-                {"status": resource.get("status"), "business_status": business, "time": when, "version": version}
-            )
+            event = _event(resource) if isinstance(resource, dict) else None
+            if event is not None:
+                versions[event.version] = event
         following = next_link(answer)
         if following is None:
             break
         answer = client.request("GET", following, headers=_NO_CACHE).resource()
+    if current is None:
+        current = _version(client.read("Task", task_id))
+    if current.isdigit() and all(v.isdigit() for v in versions):
+        for missing in range(1, min(int(current), _MAX_VERSIONS) + 1):
+            if str(missing) in versions:
+                continue
+            try:
+                event = _event(client.vread("Task", task_id, str(missing)))
+            except NotFoundError:  # a version deleted or expunged: not part of the history any more
+                continue
+            if event is not None:
+                versions[event.version] = event
     return sorted(versions.values(), key=lambda e: (int(e.version) if e.version.isdigit() else 0, e.version))
 
 
-def with_history(client: FhirClient, case: Case, task_id: str | None = None) -> Case:
-    """The case with its Task's history read from the server (unchanged when it has no Task)."""
+def with_history(client: FhirClient, case: Case, task_id: str | None = None, current: str | None = None) -> Case:
+    """The case with its Task's history read from the server (unchanged when it has no Task).
+
+    ``current``: the Task's versionId as just read (saves reading it again).
+    """
     if case.task is None:
         return case
     if task_id is None:
         task_id = _task_id_for(client, case.case_id)
     if task_id is None:
         return case
-    return case.with_task(case.task.model_copy(update={"history": task_history(client, task_id)}))
+    return case.with_task(case.task.model_copy(update={"history": task_history(client, task_id, current)}))
 
 
 # -- the steps --------------------------------------------------------------------------------

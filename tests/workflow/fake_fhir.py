@@ -87,6 +87,7 @@ class FakeFhir(BaseAdapter):
         self.requests: list[tuple[str, str]] = []
         self.authorizations: list[str | None] = []
         self.history: dict[str, list[Resource]] = {}  # "Type/id" -> every version stored, oldest first
+        self.history_limit = 1000  # _history shows at most the newest this many (a server's cached count)
 
     # -- transport -------------------------------------------------------------------
 
@@ -130,8 +131,13 @@ class FakeFhir(BaseAdapter):
         segments = path.split("/") if path else []
         if method == "GET" and len(segments) == 1:
             return 200, self.search_page(segments[0], params), {}
+        if method == "GET" and len(segments) == 4 and segments[2] == "_history":
+            found = [v for v in self.history.get(f"{segments[0]}/{segments[1]}", []) if v["meta"]["versionId"] == segments[3]]
+            if not found:
+                return 404, {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "not-found"}]}, {}
+            return 200, found[0], {}
         if method == "GET" and len(segments) == 3 and segments[2] == "_history":
-            versions = self.history.get(f"{segments[0]}/{segments[1]}", [])
+            versions = self.history.get(f"{segments[0]}/{segments[1]}", [])[-self.history_limit:]
             entries = [{"fullUrl": f"{self.base}/{segments[0]}/{segments[1]}/_history/{v['meta']['versionId']}", "resource": v} for v in reversed(versions)]
             return 200, {"resourceType": "Bundle", "type": "history", "entry": entries}, {}
         if method == "PUT" and len(segments) == 2:

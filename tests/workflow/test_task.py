@@ -259,3 +259,15 @@ def test_a_third_opinion_task_links_the_earlier_task(urology: Case) -> None:
     assert earlier == [{"type": earlier[0]["type"], "valueReference": {"type": "Task", "identifier": {
         "system": "https://fhir-so.org/fhir/sid/task-id", "value": urology.case_id}}}]
     assert pull(dst, case_id=third.case_id).task.earlier_task == urology.case_id  # type: ignore[union-attr]
+
+
+def test_a_history_answered_from_a_stale_count_is_completed_version_by_version(world) -> None:  # type: ignore[no-untyped-def]
+    """HAPI answers Task/ID/_history from a cached count: a Task updated since shows only its newest versions."""
+    expert, _, dst, case = world
+    task_accept(dst, case.case_id, clock=clock)
+    task_start(dst, case.case_id, clock=clock)
+    expert.history_limit = 1
+    task_id = _task(expert)["id"]
+    assert [(e.version, e.status) for e in task_history(dst, task_id)] == [("1", "requested"), ("2", "accepted"), ("3", "in-progress")]
+    vreads = [url.rsplit("/", 1)[1] for method, url in expert.requests if "/_history/" in url]
+    assert vreads == ["1", "2"]  # the versions the answer left out, read one by one
