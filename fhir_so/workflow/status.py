@@ -39,7 +39,7 @@ from typing import Any
 from fhir_so import terminology as term
 from fhir_so.client import FhirClient
 from fhir_so.consent import records_verdict
-from fhir_so.errors import CaseNotFoundError, InputError
+from fhir_so.errors import CaseNotFoundError, InputError, NotFoundError
 from fhir_so.fhirtypes import FHIR_ID_RE
 from fhir_so.mapping.task import io_type, requested_kind
 
@@ -50,6 +50,7 @@ Resource = dict[str, Any]
 #: The event kinds, in the order they sort when two happen at the same instant.
 KINDS = ("request", "consent", "records-sent", "records-withheld", "task", "records-asked", "opinion", "report-back")
 _NO_CACHE = {"Cache-Control": "no-cache"}
+_MAX_VREADS = 200  # versions read one by one when _history leaves them out (a case's resources change a handful of times)
 _STAT = "FLAG: stat request: an emergency must not wait for this opinion"
 
 
@@ -196,9 +197,23 @@ class _Side:
         return f"ServiceRequest/{self.request['id']}"
 
     def history(self, resource: Mapping[str, Any]) -> list[Resource]:
-        """Every version of a resource, oldest first."""
-        versions = list(self.client.history(str(resource["resourceType"]), str(resource["id"]), headers=_NO_CACHE))
-        return sorted(versions, key=lambda r: (int(_version(r)) if _version(r).isdigit() else 0, _when(r)))
+        """Every version of a resource, oldest first, up to the version just read.
+
+        A server may answer ``_history`` from a cached count (HAPI does, for a while after a
+        write; ``Cache-Control: no-cache`` does not reach that cache) or cap its pages: versions
+        the answer left out are read one by one (vread); one that is gone (deleted) is skipped.
+        """
+        rtype, rid = str(resource["resourceType"]), str(resource["id"])
+        found = {_version(v): v for v in self.client.history(rtype, rid, headers=_NO_CACHE)}
+        current = _version(resource)
+        if current.isdigit():
+            for number in range(max(1, int(current) - _MAX_VREADS), int(current) + 1):
+                if str(number) not in found:
+                    try:
+                        found[str(number)] = self.client.vread(rtype, rid, str(number))
+                    except NotFoundError:
+                        continue
+        return sorted(found.values(), key=lambda r: (int(_version(r)) if _version(r).isdigit() else 0, _when(r)))
 
     def event(self, resource: Mapping[str, Any], kind: str, text: str, when: str | None = None) -> Event:
         return Event(when or _when(resource), self.base, self.side, kind, text, _ref(resource))
