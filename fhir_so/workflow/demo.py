@@ -138,7 +138,8 @@ def _consent_with(case: Case, kinds: list[str], date: str | None = None) -> Case
     consent = case.records_consent
     if consent is None:
         raise ValueError("the demo's example cases carry the patient's records consent")
-    return case.updated(opinion=None, records_consent={**consent.model_dump(), "record_kinds": kinds, **({"date": date} if date else {})})
+    # the first physician's copy: no opinion yet, and no Task (the referral's Task lives on the expert's server)
+    return case.updated(opinion=None, task=None, records_consent={**consent.model_dump(), "record_kinds": kinds, **({"date": date} if date else {})})
 
 
 def _ask_loop(story: _Story, step: int) -> int:
@@ -183,7 +184,7 @@ def _one_opinion(
     physician's ask brings it (the second opinion); otherwise the consent covers every kind.
     """
     story = _Story(clinic, expert, case, state_dir, say, result)
-    without_consent = case.updated(opinion=None, records_consent=None, report_consent=None)
+    without_consent = case.updated(opinion=None, task=None, records_consent=None, report_consent=None)
     say(f"{step}. The first physician ({case.requester.name}) asks {case.performer.name} for a {label}:")
     try:
         story.request_id = find_request_id(clinic, case.case_id)

@@ -39,6 +39,7 @@ def test_the_story_runs_and_reruns_without_duplicates(tmp_path: Path) -> None:
         assert "third opinion" in text and "concordance confirmed" in text
         assert "it links the earlier opinion's Task (so-2026-uro-0417)" in text
 
+        assert clinic.count("Task") == 0, "the referral's Task lives on the second-opinion server only"
         tasks = {t["identifier"][0]["value"]: t for t in expert.all("Task")}
         assert set(tasks) == {"so-2026-uro-0417", "so-2026-uro-0417-3"}
         assert all(t["status"] == "completed" for t in tasks.values())
