@@ -197,6 +197,14 @@ def find_task(client: FhirClient, case_id: str, *, required: bool = True) -> dic
     return client.read("Task", task_id)
 
 
+def _current_task(client: FhirClient, case_id: str) -> dict[str, Any]:
+    """The case's Task now; CaseNotFoundError when there is none."""
+    task = find_task(client, case_id)
+    if task is None:  # find_task raises instead; this keeps the type checker informed
+        raise CaseNotFoundError(f"{client.base_url} has no Task for case {case_id}", server=client.base_url, case_id=case_id)
+    return task
+
+
 def _version(task: Mapping[str, Any]) -> str:
     version = (task.get("meta") or {}).get("versionId")
     if not isinstance(version, str) or not version:
@@ -305,6 +313,26 @@ def _conflict(client: FhirClient, task_id: str, version: str, case_id: str, exc:
     )
 
 
+def _read_for_update(client: FhirClient, case_id: str, expected_version: str | None) -> tuple[dict[str, Any], str]:
+    """The Task now and the version to update against; VersionConflict when it moved past ``expected_version``.
+
+    Judging the step against a newer Task than the caller saw would answer the wrong question
+    (a clinician who lost the race to accept would be told "cannot accept an accepted Task").
+    """
+    task = _current_task(client, case_id)
+    current = _version(task)
+    if expected_version is not None and expected_version != current:
+        task_id = str(task.get("id"))
+        raise VersionConflict(
+            f"case {case_id}: Task/{task_id} changed since version {expected_version} was read: the server holds "
+            f"version {current} ({task.get('status')}); nothing was written; read it again and decide",
+            version=expected_version,
+            newer=current,
+            status=str(task.get("status")),
+        )
+    return task, current
+
+
 def _step(
     client: FhirClient,
     case_id: str,
@@ -314,10 +342,8 @@ def _step(
     clock: Clock,
     expected_version: str | None = None,
 ) -> TaskResult:
-    task = find_task(client, case_id)
-    assert task is not None  # required=True raises instead
+    task, version = _read_for_update(client, case_id, expected_version)
     task_id = str(task.get("id"))
-    version = expected_version or _version(task)
     moved, previous = _moved(task, action, case_id, instant(clock()))
     if change is not None:
         change(moved)
@@ -402,10 +428,8 @@ def task_complete(
     The Task entry carries ``ifMatch``, so a concurrent change fails the whole transaction: either
     both are written or neither.
     """
-    task = find_task(client, case_id)
-    assert task is not None
+    task, version = _read_for_update(client, case_id, expected_version)
     task_id = str(task.get("id"))
-    version = expected_version or _version(task)
     moved, previous = _moved(task, "complete", case_id, instant(clock()))
     refs = {SERVICE_REQUEST: task.get("focus"), PATIENT: task.get("for"), "owner": task.get("owner")}
     for key, ref in refs.items():

@@ -271,3 +271,37 @@ def test_a_history_answered_from_a_stale_count_is_completed_version_by_version(w
     assert [(e.version, e.status) for e in task_history(dst, task_id)] == [("1", "requested"), ("2", "accepted"), ("3", "in-progress")]
     vreads = [url.rsplit("/", 1)[1] for method, url in expert.requests if "/_history/" in url]
     assert vreads == ["1", "2"]  # the versions the answer left out, read one by one
+
+
+def _another_clinician_first(expert: FakeFhir, method: str) -> None:
+    """Just before the next write (``update`` or ``transaction``) reaches the server, someone else accepts the Task."""
+    original = getattr(expert, method)
+
+    def racing(*args):  # type: ignore[no-untyped-def]
+        setattr(expert, method, original)  # once
+        task = _task(expert)
+        expert.update("Task", task["id"], {**task, "status": "accepted"}, None)
+        return original(*args)
+
+    setattr(expert, method, racing)
+
+
+def test_the_server_refuses_an_update_made_against_an_old_version(world) -> None:  # type: ignore[no-untyped-def]
+    expert, _, dst, case = world
+    _another_clinician_first(expert, "update")
+    with pytest.raises(VersionConflict) as caught:
+        task_decline(dst, case.case_id, "busy")
+    err = caught.value
+    assert (err.version, err.newer, err.status) == ("1", "2", "accepted") and "HTTP 412" in str(err)
+    assert _task(expert)["status"] == "accepted" and "statusReason" not in _task(expert)  # the decline was not written
+
+
+def test_the_server_refuses_a_complete_made_against_an_old_version(world) -> None:  # type: ignore[no-untyped-def]
+    expert, _, dst, case = world
+    task_accept(dst, case.case_id, clock=clock)
+    task_start(dst, case.case_id, clock=clock)
+    _another_clinician_first(expert, "transaction")
+    with pytest.raises(VersionConflict) as caught:
+        task_complete(dst, case.case_id, OPINION)
+    assert caught.value.newer == "4"
+    assert expert.all("DiagnosticReport") == []  # one transaction: the report went with the refused Task update
