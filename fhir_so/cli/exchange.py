@@ -237,14 +237,17 @@ def transfer_command(
 @pass_app
 @translate_errors
 def demo_command(app: App, server: str | None, second_server: str | None, examples: Path | None, timeout: float) -> None:
-    """Tell the whole story: request, consent, records out, report back, third opinion.
+    """Tell the whole story: request, consent, records out, the Task, the ask, report back, third opinion.
 
     \b
     On two FHIR servers: the first physician's and the second-opinion service's. Without
     --server / --second-server, two local HAPI servers are started (ports 8090 and 8091;
     the first start builds and boots them, which takes a few minutes) and left running for
     the next run (`fhir-so server stop --port N` ends them). Each step prints what was
-    checked: consent verdicts, server ids, counts. Re-running it duplicates nothing.
+    checked: consent verdicts, server ids, counts. The second physician accepts, asks for
+    the imaging the consent withheld; the patient widens the consent and it follows; the
+    opinion completes the Task; a third opinion's Task links the earlier one. Re-running
+    it duplicates nothing: each step found done on the servers is said so.
     """
     from fhir_so.workflow.demo import find_examples, run_demo
 
