@@ -374,8 +374,11 @@ def _provenances(side: _Side, targets: Iterable[str]) -> list[Resource]:
     return sorted(matches, key=lambda p: (_when(p), str(p.get("id"))))
 
 
-def _withheld_then(first: _Side, case_id: str, consent_history: Mapping[str, list[Resource]], provenance: Mapping[str, Any]) -> list[tuple[str, str, str]]:
-    """(record id, kind, why) of each record the consent policy held back when this transfer ran."""
+def _withheld_then(
+    first: _Side, case_id: str, consent_history: Mapping[str, list[Resource]], provenance: Mapping[str, Any]
+) -> list[tuple[str, str, str, str | None]]:
+    """(record id, kind, why, the deciding Consent's version or the record) of each record the consent
+    policy held back when this transfer ran."""
     at = _when(provenance)
     recorded = _utc(provenance.get("recorded")) or at
     try:
@@ -389,7 +392,15 @@ def _withheld_then(first: _Side, case_id: str, consent_history: Mapping[str, lis
     consents = [v for v in (_as_of(consent_history[f"Consent/{c['id']}"], at) for c in first.consents) if v is not None]
     entries += [{"fullUrl": f"{base}Consent/{c['id']}", "resource": c} for c in consents]
     verdict = records_verdict({"resourceType": "Bundle", "type": "collection", "entry": entries}, now, source=base)
-    return [(w.record_id, w.kind, w.reason) for w in verdict.withheld]
+
+    def decided_by(where: str | None) -> str | None:
+        """``Consent/ID/_history/V`` (the version judged) for a place ``Bundle.entry[N].resource...``."""
+        if not where or not where.startswith("Bundle.entry["):
+            return None
+        index = where.removeprefix("Bundle.entry[").partition("]")[0]
+        return _ref(entries[int(index)]["resource"]) if index.isdigit() and int(index) < len(entries) else None
+
+    return [(w.record_id, w.kind, w.reason, decided_by(w.provision) or decided_by(w.where)) for w in verdict.withheld]
 
 
 def _transfer_events(first: _Side, expert: _Side, case_id: str, consent_history: Mapping[str, list[Resource]]) -> list[Event]:
@@ -409,12 +420,13 @@ def _transfer_events(first: _Side, expert: _Side, case_id: str, consent_history:
         shown = ", ".join(f"{expert.record_id(docs[t], case_id)} ({_kind_of(docs[t].get('type'))})" for t in new) or "no new record"
         count = f"{len(records)} record(s) on the expert's server" + (f", {len(new)} new" if len(new) != len(records) else "")
         events.append(expert.event(provenance, "records-sent", f"records sent from the first physician's server ({count}): {shown}"))
-        for record_id, kind, why in _withheld_then(first, case_id, consent_history, provenance):
+        for record_id, kind, why, decided in _withheld_then(first, case_id, consent_history, provenance):
             if (record_id, why) in withheld_before:
                 continue
             withheld_before.add((record_id, why))
+            # at the transfer's time; the reference is what decided, on the first server (the consent's version)
             events.append(Event(_when(provenance), first.base, "first", "records-withheld",
-                                f"record {record_id} ({kind}) withheld: {why}", _ref(provenance)))
+                                f"record {record_id} ({kind}) withheld: {why}", decided))
     return events
 
 

@@ -129,6 +129,7 @@ def test_the_ask_under_a_narrower_then_a_wider_consent_and_status_against_the_se
     assert "1 new): us-scrotum (imaging)" in sent[1]["text"]
     withheld = [e for e in events if e["kind"] == "records-withheld"]
     assert len(withheld) == 1 and withheld[0]["text"].startswith("record us-scrotum (imaging) withheld: the consent does not cover imaging records")
+    assert withheld[0]["reference"] == f"Consent/{consent['id']}/_history/1" and withheld[0]["server"] == src.base_url
     consent_versions = [e for e in events if e["kind"] == "consent"]
     assert [e["reference"] for e in consent_versions if e["reference"].startswith(f"Consent/{consent['id']}/")] == [
         f"Consent/{consent['id']}/_history/1", f"Consent/{consent['id']}/_history/2"]

@@ -100,7 +100,8 @@ def test_the_whole_story_in_order(servers: Servers, urology: Case) -> None:
     # the policy's own words, as of the first transfer (the consent then covered three kinds)
     assert withheld.text.startswith("record us-scrotum (imaging) withheld: the consent does not cover imaging records: ")
     assert "the consent so-2026-uro-0417-records covers" in withheld.text
-    assert withheld.reference is not None and withheld.reference.startswith("Provenance/")
+    consent = next(c for c in servers.clinic.all("Consent") if c["identifier"][0]["value"] == f"{case_id}-records")
+    assert withheld.reference == f"Consent/{consent['id']}/_history/1", "the consent's version that decided then"
     assert "lab-report, patient-questions, treatment-plan only" in texts[1]
     assert texts[4] == "Task created: requested (received), 3 record(s) in its input"
     assert texts[7] == "Task accepted (accepted)"
