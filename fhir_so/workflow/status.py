@@ -542,6 +542,8 @@ def case_timeline(first: FhirClient, case_id: str, *, expert: FhirClient | None 
     case not (yet) on the expert's server is a note, not an error. Server failures raise
     :class:`fhir_so.errors.ServerError` (exit 3).
     """
+    if not isinstance(case_id, str) or not FHIR_ID_RE.fullmatch(case_id):
+        raise InputError(f"the case id must be a FHIR id (1-64 of A-Z a-z 0-9 - .), got {str(case_id)[:80]!r}")
     if expert is not None and expert.base_url == first.base_url:
         raise InputError("the first physician's server and the expert's are the same: give two servers, or no --expert")
     home = _read_side(first, "first", case_id)

@@ -132,10 +132,11 @@ def test_watch_json_prints_one_line_per_event(servers: Servers) -> None:
     [
         (["--case", "no-such-case"], 2, "has no ServiceRequest with case id no-such-case"),
         (["--case", CASE_ID, "--expert", BASE], 2, "the same"),
+        (["--case", "a b|c"], 2, "the case id must be a FHIR id"),
         (["--case", CASE_ID, "--watch", "0"], 2, "--watch"),
         (["--case", CASE_ID, "--expert", "ftp://x"], 2, "--expert"),
     ],
-    ids=["unknown-case", "same-server", "watch-zero", "bad-expert-url"],
+    ids=["unknown-case", "same-server", "bad-case-id", "watch-zero", "bad-expert-url"],
 )
 def test_bad_input_exits_2(servers: Servers, args: list[str], code: int, message: str) -> None:
     got, out, err = run("status", "--server", BASE, *args)
