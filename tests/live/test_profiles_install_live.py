@@ -31,7 +31,7 @@ def test_install_twice_changes_nothing_the_second_time(fhir_server: str) -> None
     second = run_fhir_so("profiles", "install", "--server", fhir_server, "--json")
     assert second.returncode == 0, second.stderr
     report = json.loads(second.stdout)
-    assert report["unchanged"] == len(report["resources"]) == 14
+    assert report["unchanged"] == len(report["resources"]) == 19  # 6 profiles, 6 CodeSystems, 7 ValueSets
     sd = requests.get(f"{fhir_server}/StructureDefinition?url={term.SD_SERVICE_REQUEST}", timeout=30).json()
     assert len(sd.get("entry", [])) == 1  # updated in place, never duplicated
 
@@ -40,7 +40,7 @@ def test_hapi_accepts_the_examples_and_refuses_a_broken_one(fhir_server: str) ->
     assert run_fhir_so("profiles", "install", "--server", fhir_server).returncode == 0
     found = examples(PackageCache().load(f"{term.PACKAGE_NAME}#{term.PACKAGE_VERSION}"))
     profiled = [r for r in found if (r.get("meta") or {}).get("profile")]
-    assert len(profiled) == 5
+    assert len(profiled) == 6  # one per profile, the Task too
     for resource in profiled:
         assert _validate(fhir_server, resource) == [], resource["id"]
     request = next(r for r in profiled if r["resourceType"] == "ServiceRequest")

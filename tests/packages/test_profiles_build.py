@@ -21,7 +21,7 @@ def test_build_installs_the_package_with_snapshots_and_examples(profiles_cache: 
     pkg = profiles_cache.load(f"{term.PACKAGE_NAME}#{term.PACKAGE_VERSION}")
     assert pkg.path == profiles_cache.package_dir(term.PACKAGE_NAME, term.PACKAGE_VERSION) / "package"
     sds = [r for r in pkg.resources if r["resourceType"] == "StructureDefinition"]
-    assert len(sds) == 5 and all(len(sd["snapshot"]["element"]) > 20 for sd in sds)
+    assert len(sds) == 6 and all(len(sd["snapshot"]["element"]) > 20 for sd in sds)
     assert {e.resourceType for e in pkg.entries} == {"StructureDefinition", "CodeSystem", "ValueSet"}
     assert len(list((pkg.path / "example").glob("*.json"))) >= 5  # type: ignore[operator]
     defs = profiles_cache.definitions([pkg.spec])

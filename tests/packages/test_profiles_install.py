@@ -56,13 +56,13 @@ def test_install_is_idempotent_and_terminology_goes_first(profiles_cache: Packag
     with responses.RequestsMock() as mock:
         server = FakeServer(mock)
         first = install_profiles(client, profiles_cache)
-        assert first["created"] == 14 and first["updated"] == first["unchanged"] == 0
+        assert first["created"] == 19 and first["updated"] == first["unchanged"] == 0
         kinds = [k.split("/")[0] for k in server.puts]
         assert kinds == sorted(kinds, key=["CodeSystem", "ValueSet", "StructureDefinition"].index)
         assert "StructureDefinition/so-service-request" in server.puts
 
         second = install_profiles(client, profiles_cache)
-        assert second["unchanged"] == 14 and len(server.puts) == 14  # no write on a re-run
+        assert second["unchanged"] == 19 and len(server.puts) == 19  # no write on a re-run
 
         server.store["ValueSet/so-mode"]["title"] = "edited on the server"
         third = install_profiles(client, profiles_cache)
@@ -80,4 +80,4 @@ def test_cli_install_needs_a_server_and_reports_json(profiles_cache: PackageCach
         answer = runner.invoke(cli, ["profiles", "install", "--server", BASE, "--cache", str(profiles_cache.root), "--json"])
     assert answer.exit_code == 0, answer.output
     report = json.loads(answer.stdout)
-    assert report["created"] == 14 and {r["resourceType"] for r in report["resources"]} == {"CodeSystem", "ValueSet", "StructureDefinition"}
+    assert report["created"] == 19 and {r["resourceType"] for r in report["resources"]} == {"CodeSystem", "ValueSet", "StructureDefinition"}
