@@ -19,6 +19,12 @@ entry is conditional on its identifier, so a repeat changes nothing. Each transf
 writes a Provenance (:mod:`fhir_so.workflow.provenance`) keyed by a transfer id. The state
 file (:mod:`fhir_so.workflow.state`) records each step, so a run killed at any point and
 started again skips what is done and finishes: no record lost, none duplicated.
+
+Records out also answers the second physician's *ask* (:func:`answer_ask`): when the case's Task
+on the destination is on hold with ``records-requested`` outputs, the kinds the consent now
+allows have gone with the transfer, and the Task goes back to the status it had before the ask;
+a kind the consent does not allow is named (:class:`Unmet`) with the consent and the provision
+that left it behind, in :attr:`TransferResult.ask`.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from fhir_so.case import Case, Party
 from fhir_so.client import FhirClient
 from fhir_so.consent import Verdict, Withheld, item_kind, records_verdict, report_verdict, request_of, require
 from fhir_so.errors import CaseNotFoundError, ConsentError, InputError, ServerError
+from fhir_so.mapping.task import io_type, requested_kind
 from fhir_so.references import iter_references, rewrite_references
 from fhir_so.workflow.clock import Clock, utc_now
 from fhir_so.workflow.clock import instant as _instant
@@ -46,7 +53,6 @@ from fhir_so.workflow.provenance import provenance_bundle
 from fhir_so.workflow.pull import case_of, find_request_id, pull_bundle
 from fhir_so.workflow.push import PushResult, classify_entry, push
 from fhir_so.workflow.state import StateStore, TransferState
-from fhir_so.mapping.task import io_type, requested_kind
 from fhir_so.workflow.task import find_task, task_accept, task_history, task_start, transfer_task_entry
 
 __all__ = ["AskAnswer", "Direction", "Plan", "TransferResult", "Unmet", "answer_ask", "patient_consents", "plan_transfer", "transfer", "utc_now"]
