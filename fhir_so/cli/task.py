@@ -25,6 +25,12 @@ from fhir_so.workflow.clock import instant, utc_now
 from fhir_so.workflow.task import STEP_FOR, TRANSITIONS, TaskResult, task_accept, task_ask, task_complete, task_decline, task_start
 
 case_option = click.option("--case", "case_id", required=True, metavar="CASE-ID", help="The case id (the Task's identifier).")
+version_option = click.option(
+    "--expect-version",
+    "expected_version",
+    metavar="VERSION",
+    help="Change the Task only if it is still at this version (the one you looked at); else exit 1 naming the newer one.",
+)
 
 
 def _render(result: TaskResult, as_json: bool) -> None:
@@ -41,46 +47,51 @@ def _render(result: TaskResult, as_json: bool) -> None:
 @click.command("accept")
 @server_option
 @case_option
+@version_option
 @timeout_option
 @json_option
 @pass_app
 @translate_errors
-def accept_command(app: App, server: str | None, case_id: str, timeout: float, as_json: bool) -> None:
+def accept_command(app: App, server: str | None, case_id: str, expected_version: str | None, timeout: float, as_json: bool) -> None:
     """The second physician takes the case: requested (or on-hold) -> accepted.
 
     \b
     Example:
       fhir-so task accept --server http://127.0.0.1:8091/fhir --case so-2026-uro-0417
     """
-    _render(task_accept(app.client(server, timeout=timeout), case_id), as_json)
+    _render(task_accept(app.client(server, timeout=timeout), case_id, expected_version=expected_version), as_json)
 
 
 @click.command("start")
 @server_option
 @case_option
+@version_option
 @timeout_option
 @json_option
 @pass_app
 @translate_errors
-def start_command(app: App, server: str | None, case_id: str, timeout: float, as_json: bool) -> None:
+def start_command(app: App, server: str | None, case_id: str, expected_version: str | None, timeout: float, as_json: bool) -> None:
     """The second physician starts the review: accepted (or on-hold) -> in-progress.
 
     \b
     Example:
       fhir-so task start --server http://127.0.0.1:8091/fhir --case so-2026-uro-0417
     """
-    _render(task_start(app.client(server, timeout=timeout), case_id), as_json)
+    _render(task_start(app.client(server, timeout=timeout), case_id, expected_version=expected_version), as_json)
 
 
 @click.command("decline")
 @server_option
 @case_option
+@version_option
 @click.option("--reason", required=True, metavar="TEXT", help="Why the referral is declined (Task.statusReason).")
 @timeout_option
 @json_option
 @pass_app
 @translate_errors
-def decline_command(app: App, server: str | None, case_id: str, reason: str, timeout: float, as_json: bool) -> None:
+def decline_command(
+    app: App, server: str | None, case_id: str, expected_version: str | None, reason: str, timeout: float, as_json: bool
+) -> None:
     """The second physician declines the referral: -> rejected, with the reason.
 
     \b
@@ -88,7 +99,7 @@ def decline_command(app: App, server: str | None, case_id: str, reason: str, tim
       fhir-so task decline --server http://127.0.0.1:8091/fhir --case so-2026-uro-0417 \\
         --reason "Outside my specialty: please refer to a uro-oncologist"
     """
-    _render(task_decline(app.client(server, timeout=timeout), case_id, reason), as_json)
+    _render(task_decline(app.client(server, timeout=timeout), case_id, reason, expected_version=expected_version), as_json)
 
 
 class RecordKinds(click.ParamType):
@@ -110,6 +121,7 @@ class RecordKinds(click.ParamType):
 @click.command("ask")
 @server_option
 @case_option
+@version_option
 @click.option("--records", "records", type=RecordKinds(), multiple=True, required=True,
               help="The record kinds needed (e.g. imaging,operative-note); repeatable.")
 @click.option("--note", metavar="TEXT", help="What the second physician needs and why (Task.note).")
@@ -117,7 +129,10 @@ class RecordKinds(click.ParamType):
 @json_option
 @pass_app
 @translate_errors
-def ask_command(app: App, server: str | None, case_id: str, records: tuple[list[str], ...], note: str | None, timeout: float, as_json: bool) -> None:
+def ask_command(
+    app: App, server: str | None, case_id: str, expected_version: str | None, records: tuple[list[str], ...], note: str | None,
+    timeout: float, as_json: bool,
+) -> None:
     """The second physician needs more records: -> on-hold (more-info-needed), the kinds in Task.output.
 
     \b
@@ -130,7 +145,7 @@ def ask_command(app: App, server: str | None, case_id: str, records: tuple[list[
         --records imaging --note "Please send the MRI of the pelvis"
     """
     kinds = [k for group in records for k in group]
-    _render(task_ask(app.client(server, timeout=timeout), case_id, kinds, note), as_json)
+    _render(task_ask(app.client(server, timeout=timeout), case_id, kinds, note, expected_version=expected_version), as_json)
 
 
 def _coding(text: str) -> Coding:
@@ -153,6 +168,7 @@ def _report(path: str, files_root: str | None) -> dict[str, Any]:
 @click.command("complete")
 @server_option
 @case_option
+@version_option
 @click.option("--conclusion", required=True, metavar="TEXT", help="The opinion in words (DiagnosticReport.conclusion).")
 @click.option("--concordance", required=True, type=click.Choice(get_args(Concordance)), help="How it compares with the first diagnosis.")
 @click.option("--treatment-changed/--treatment-unchanged", "treatment_changed", required=True, default=None,
@@ -171,6 +187,7 @@ def complete_command(
     app: App,
     server: str | None,
     case_id: str,
+    expected_version: str | None,
     conclusion: str,
     concordance: str,
     treatment_changed: bool,
@@ -214,7 +231,7 @@ def complete_command(
         first = exc.errors()[0]
         where = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "the opinion"
         raise InputError(f"{where}: {one_line(str(first['msg']), 200)}", location=where) from None
-    _render(task_complete(app.client(server, timeout=timeout), case_id, opinion), as_json)
+    _render(task_complete(app.client(server, timeout=timeout), case_id, opinion, expected_version=expected_version), as_json)
 
 
 def _machine() -> str:

@@ -132,3 +132,10 @@ def test_the_help_draws_the_state_machine(runner: CliRunner) -> None:
     code, out, _ = task(runner, "--help")
     assert code == 0
     assert "in-progress -> on-hold (ask) | completed (complete)" in " ".join(out.split())
+
+
+def test_expect_version_refuses_a_task_that_moved_on(runner: CliRunner, expert: FakeFhir) -> None:
+    assert task(runner, *on("accept", "--expect-version", "1"))[0] == 0
+    code, _, err = task(runner, *on("decline", "--reason", "busy", "--expect-version", "1"))
+    assert code == 1 and "changed since version 1 was read: the server holds version 2 (accepted)" in err
+    assert status_of(expert) == "accepted"
