@@ -91,6 +91,8 @@ class Withheld:
     reason: str
     #: where the record stands in the bundle judged (not kept in state files)
     where: str | None = field(default=None, compare=False)
+    #: where the provision stands that left it behind (``Bundle.entry[3].resource.provision``), when known
+    provision: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -631,8 +633,9 @@ def _rule(consents: list[Node], item: _Item, ask: _Ask, what: str, limit: int = 
     if not rulings:
         return Ruling("silent", f"no consent for {what}: the patient has not given one")
     # the consents about other classes (the report consent, for records) say least: list them last
-    why = sorted((r.reason for r in rulings), key=lambda r: (" covers " in r and " only" not in r, r))
-    return Ruling("silent", f"no consent permits {what}: " + "; ".join(why[:limit]), rulings[0].where)
+    shown = sorted(rulings, key=lambda r: (" covers " in r.reason and " only" not in r.reason, r.reason))
+    # ``where``: the provision of the first consent named (the one a person reads first)
+    return Ruling("silent", f"no consent permits {what}: " + "; ".join(r.reason for r in shown[:limit]), shown[0].where)
 
 
 # -- the bundle's request, and the verdicts --------------------------------------------------
@@ -739,7 +742,7 @@ def records_verdict(
             moves.append(record_id)
         else:
             why = ruling.reason.removeprefix("no consent permits it: ")
-            withheld.append(Withheld(record_id, kind, f"the consent does not cover {kind} records: {why}", node.where))
+            withheld.append(Withheld(record_id, kind, f"the consent does not cover {kind} records: {why}", node.where, ruling.where))
     scope = "every record kind" if not withheld else f"{len(moves)} of {len(docs)} records"
     reason = f"{step.consent} permits disclosure to {ask.recipient.label} for treatment (provision.type permit at {step.rel}); covers {scope}"
     return Verdict("records", True, reason, tuple(moves), tuple(withheld), where=step.where)

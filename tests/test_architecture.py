@@ -41,9 +41,10 @@ SIBLING_ORDER = {
         "rules", "outcome", "validator",
     ],
     "workflow": [
-        "clock", "state", "provenance", "consent", "task", "pull", "push", "remote_validate", "run_validation", "scale_out", "profiles_install", "transfer", "batch", "bulk_export", "bulk_import", "demo",
+        "clock", "state", "provenance", "consent", "task", "pull", "push", "remote_validate", "run_validation", "scale_out", "profiles_install", "transfer", "batch",
+        "bulk_export", "bulk_import", "status", "demo",
     ],
-    "cli": ["app", "params", "common", "batch", "bulk", "convert", "exchange", "task", "packages", "profiles", "server", "validate"],
+    "cli": ["app", "params", "common", "batch", "bulk", "convert", "exchange", "task", "packages", "profiles", "server", "status", "validate"],
 }
 # Known exceptions, each with the change that removes it (delete the line when that lands).
 ALLOWED_EDGES: set[tuple[str, str]] = set()

@@ -1,7 +1,7 @@
 """The ``fhir-so`` command line: one click group; each command module only parses and calls the library.
 
 Commands live in one module per group of commands (convert, server, validate, profiles,
-exchange, bulk, task) so that each stays small; this module only assembles them and puts the
+exchange, bulk, task, status) so that each stays small; this module only assembles them and puts the
 application object (:class:`fhir_so.cli.app.App`: the environment, the client factory) on
 ``ctx.obj`` for every command.
 """
@@ -13,10 +13,10 @@ import os
 import click
 
 from fhir_so import __version__
-from fhir_so.cli import bulk, convert, exchange, packages, profiles, server, task, validate
+from fhir_so.cli import bulk, convert, exchange, packages, profiles, server, status, task, validate
 from fhir_so.cli.app import App
 
-_COMMAND_MODULES = (convert, validate, exchange, task, bulk, packages, profiles, server)
+_COMMAND_MODULES = (convert, validate, exchange, task, status, bulk, packages, profiles, server)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

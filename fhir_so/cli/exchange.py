@@ -172,6 +172,13 @@ def transfer_command(
     summary. Exit 0 all moved, 1 some refused by consent, 3 a server failed after retries.
 
     \b
+    The ask (records out): when the case's Task on --to is on hold because the second
+    physician asked for more records, the transfer sends the kinds asked for that the
+    consent now allows and the Task goes back to accepted / in-progress. A kind the
+    consent still does not allow is named with the consent and the provision that left
+    it behind; the rest goes, and the command exits 1.
+
+    \b
     A refused consent exits 1 with the reason, and nothing is written. Ids are remapped
     (conditional writes keyed by identifiers: a repeat creates nothing new); each transfer
     writes a Provenance on the destination. With --state FILE, a run that was killed
@@ -215,6 +222,11 @@ def transfer_command(
             click.echo(line)
     if result.plan.stat:
         info(f"FLAG: case {result.case_id} is a stat request: an emergency must not wait for the opinion")
+    if result.ask is not None and not result.ask.answered:
+        # the permitted records went; the part of the ask the consent does not allow is a refusal
+        for unmet in result.ask.unmet:
+            info(f"the ask is not answered for {unmet.kind}: {unmet.reason}")
+        ctx.exit(1)
 
 
 @click.command("demo")
@@ -225,14 +237,17 @@ def transfer_command(
 @pass_app
 @translate_errors
 def demo_command(app: App, server: str | None, second_server: str | None, examples: Path | None, timeout: float) -> None:
-    """Tell the whole story: request, consent, records out, report back, third opinion.
+    """Tell the whole story: request, consent, records out, the Task, the ask, report back, third opinion.
 
     \b
     On two FHIR servers: the first physician's and the second-opinion service's. Without
     --server / --second-server, two local HAPI servers are started (ports 8090 and 8091;
     the first start builds and boots them, which takes a few minutes) and left running for
     the next run (`fhir-so server stop --port N` ends them). Each step prints what was
-    checked: consent verdicts, server ids, counts. Re-running it duplicates nothing.
+    checked: consent verdicts, server ids, counts. The second physician accepts, asks for
+    the imaging the consent withheld; the patient widens the consent and it follows; the
+    opinion completes the Task; a third opinion's Task links the earlier one. Re-running
+    it duplicates nothing: each step found done on the servers is said so.
     """
     from fhir_so.workflow.demo import find_examples, run_demo
 

@@ -7,7 +7,7 @@ it to its :class:`~fhir_so.client.transport.Transport`, the one place that sends
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from itertools import islice
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -21,7 +21,7 @@ from fhir_so.auth import Auth
 from fhir_so.client.batch import batch_fallback
 from fhir_so.client.results import FhirResponse, TransactionResponse, WriteResult, etag_version, expect_bundle
 from fhir_so.client.retry import RetryPolicy
-from fhir_so.client.search import Freshness, Params, ParamValue, Search, merge_params
+from fhir_so.client.search import MAX_PAGES, Freshness, Params, ParamValue, Search, follow_pages, merge_params
 from fhir_so.client.transport import BodySink, Transport
 from fhir_so.client.urls import (
     check_base_url,
@@ -155,6 +155,21 @@ class FhirClient:
     def vread(self, resource_type: str, id: str, version_id: str) -> dict[str, Any]:
         """GET [type]/[id]/_history/[vid]."""
         return self.request("GET", resource_path(resource_type, id, "_history", check_id(version_id))).resource()
+
+    def history(
+        self, resource_type: str, id: str, *, headers: Mapping[str, str] | None = None, max_pages: int = MAX_PAGES
+    ) -> Iterator[dict[str, Any]]:
+        """GET [type]/[id]/_history: every version of one resource, in the server's order (newest first
+        on HAPI), paging followed lazily. A deleted version (an entry with no resource) is left out;
+        a resource the server does not have is a NotFoundError. ``headers`` go with every page
+        (``Cache-Control: no-cache`` where freshness matters)."""
+        sent = dict(headers or {})
+        answer = self.request("GET", resource_path(resource_type, id, "_history"), headers=sent)
+        for page in follow_pages(self, answer, "history", sent, max_pages):
+            for entry in page.get("entry") or []:
+                resource = entry.get("resource") if isinstance(entry, dict) else None
+                if isinstance(resource, dict):
+                    yield resource
 
     def search(self, resource_type: str, params: Params | None = None, /, **kwargs: ParamValue) -> Search:
         """A lazy, immutable search: ``client.search("Patient", identifier="sys|1")``.

@@ -32,7 +32,7 @@ from urllib.parse import urlencode, urljoin
 from fhir_so.client.results import FhirResponse, SearchEntry, expect_bundle
 from fhir_so.errors import ServerError
 
-__all__ = ["Freshness", "MAX_PAGES", "NO_CACHE", "ParamValue", "Params", "Search", "merge_params"]
+__all__ = ["Freshness", "MAX_PAGES", "NO_CACHE", "ParamValue", "Params", "Search", "follow_pages", "merge_params"]
 
 MAX_PAGES = 1000
 #: What a fresh search sends: RFC 9111 ``no-cache``, which HAPI reads as "do not reuse a cached search".
@@ -136,6 +136,41 @@ def show(answer: FhirResponse) -> str:
     """The request of an answer, for a message (the URL is redacted already; keep it short)."""
     url = answer.url if len(answer.url) <= 200 else answer.url[:199] + "…"
     return f"{answer.method} {url}"
+
+
+def follow_pages(
+    client: Requester,
+    answer: FhirResponse,
+    bundle_type: str,
+    headers: Mapping[str, str],
+    max_pages: int = MAX_PAGES,
+    first_page: dict[str, Any] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """The Bundle of ``answer`` (``first_page`` when already read) and each page after it, following ``next`` links lazily.
+
+    One paging for searches and histories: a ``next`` link back to a page seen before (a loop)
+    or past ``max_pages`` ends it with a ServerError; the client refuses an unsafe link.
+    """
+    page = first_page if first_page is not None else expect_bundle(answer, bundle_type)
+    seen = {answer.url}
+    fetched = 1
+    while True:
+        next_url = next_link(page, answer.url)
+        yield page
+        if next_url is None:
+            return
+        del page
+        if next_url in seen:
+            raise ServerError(f"{show(answer)}: the server's next link leads back to a page of this search (a paging loop)")
+        if fetched >= max_pages:
+            raise ServerError(f"{show(answer)}: the search passed its limit of {max_pages} pages; narrow it or raise page_limit()")
+        seen.add(next_url)
+        answer = client.request("GET", next_url, headers=headers)
+        if answer.url in seen and answer.url != next_url:
+            raise ServerError(f"{show(answer)}: the server's next link leads back to a page of this search (a paging loop)")
+        seen.add(answer.url)
+        fetched += 1
+        page = expect_bundle(answer, bundle_type)
 
 
 def next_link(bundle: Mapping[str, Any], page_url: str | None = None) -> str | None:
@@ -267,25 +302,7 @@ class Search:
         """Each searchset Bundle, following ``next`` links (same origin only) lazily."""
         headers = self._headers()
         answer, page = self._first(self.params)
-        seen = {answer.url}
-        fetched = 1
-        while True:
-            next_url = next_link(page, answer.url)
-            yield page
-            if next_url is None:
-                return
-            del page
-            if next_url in seen:
-                raise ServerError(f"{show(answer)}: the server's next link leads back to a page of this search (a paging loop)")
-            if fetched >= self.max_pages:
-                raise ServerError(f"{show(answer)}: the search passed its limit of {self.max_pages} pages; narrow it or raise page_limit()")
-            seen.add(next_url)
-            answer = self._client.request("GET", next_url, headers=headers)
-            if answer.url in seen and answer.url != next_url:
-                raise ServerError(f"{show(answer)}: the server's next link leads back to a page of this search (a paging loop)")
-            seen.add(answer.url)
-            fetched += 1
-            page = expect_bundle(answer, "searchset")
+        yield from follow_pages(self._client, answer, "searchset", headers, self.max_pages, first_page=page)
 
     def entries(self) -> Iterator[SearchEntry]:
         """Every entry of every page with its ``search.mode`` (match, include, outcome)."""

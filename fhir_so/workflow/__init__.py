@@ -30,19 +30,23 @@ from fhir_so.workflow.task import (
     task_history,
     task_start,
 )
+from fhir_so.workflow.status import Event, Timeline, case_timeline, watch
 
 __all__ = [
     "BatchResult",
     "CaseResult",
     "ClusterError",
+    "Event",
     "Plan",
     "PushResult",
     "PushedEntry",
     "TaskResult",
+    "Timeline",
     "TransferResult",
     "Verdict",
     "Withheld",
     "case_of",
+    "case_timeline",
     "case_with_history",
     "check_records_consent",
     "check_report_consent",
@@ -66,4 +70,5 @@ __all__ = [
     "transfer_all",
     "validate",
     "validate_parallel",
+    "watch",
 ]

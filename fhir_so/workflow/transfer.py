@@ -24,6 +24,12 @@ entry is conditional on its identifier, so a repeat changes nothing. Each transf
 writes a Provenance (:mod:`fhir_so.workflow.provenance`) keyed by a transfer id. The state
 file (:mod:`fhir_so.workflow.state`) records each step, so a run killed at any point and
 started again skips what is done and finishes: no record lost, none duplicated.
+
+Records out also answers the second physician's *ask* (:func:`answer_ask`): when the case's Task
+on the destination is on hold with ``records-requested`` outputs, the kinds the consent now
+allows have gone with the transfer, and the Task goes back to the status it had before the ask;
+a kind the consent does not allow is named (:class:`Unmet`) with the consent and the provision
+that left it behind, in :attr:`TransferResult.ask`.
 """
 
 from __future__ import annotations
@@ -42,8 +48,9 @@ from fhir_so import terminology as term
 from fhir_so.bundle import build_bundle
 from fhir_so.case import Case, Party
 from fhir_so.client import FhirClient
-from fhir_so.consent import Verdict, Withheld, records_verdict, report_verdict, request_of, require
+from fhir_so.consent import Verdict, Withheld, item_kind, records_verdict, report_verdict, request_of, require
 from fhir_so.errors import CaseNotFoundError, ConsentError, InputError, PreconditionFailed, ServerError
+from fhir_so.mapping.task import io_type, requested_kind
 from fhir_so.references import iter_references, rewrite_references
 from fhir_so.workflow.clock import Clock, utc_now
 from fhir_so.workflow.clock import instant as _instant
@@ -51,9 +58,9 @@ from fhir_so.workflow.provenance import provenance_bundle
 from fhir_so.workflow.pull import case_of, find_request_id, pull_bundle
 from fhir_so.workflow.push import PushResult, classify_entry, push
 from fhir_so.workflow.state import StateStore, TransferState
-from fhir_so.workflow.task import transfer_task_entry
+from fhir_so.workflow.task import find_task, task_accept, task_history, task_start, transfer_task_entry
 
-__all__ = ["Direction", "Plan", "TransferResult", "patient_consents", "plan_transfer", "transfer", "utc_now"]
+__all__ = ["AskAnswer", "Direction", "Plan", "TransferResult", "Unmet", "answer_ask", "patient_consents", "plan_transfer", "transfer", "utc_now"]
 
 Direction = Literal["records", "report"]
 
@@ -119,6 +126,8 @@ class TransferResult:
     push: PushResult | None = None
     provenance: str | None = None
     resumed_from: tuple[str, ...] = ()
+    #: what this records-out transfer did about the second physician's ask (None: no ask was open)
+    ask: AskAnswer | None = None
 
     @property
     def case_id(self) -> str:
@@ -148,6 +157,8 @@ class TransferResult:
             out += [f"    {e.resource_type}/{e.id} v{e.version} {e.outcome}" for e in self.push.entries]
         if self.provenance:
             out.append(f"  provenance: {self.provenance} (transfer {self.transfer_id})")
+        if self.ask is not None:
+            out += self.ask.lines()
         return out
 
     def to_json(self) -> dict[str, Any]:
@@ -164,6 +175,7 @@ class TransferResult:
             "destination_request_id": self.destination_request_id,
             "provenance": self.provenance,
             "resumed_from": list(self.resumed_from),
+            "ask": self.ask.to_json() if self.ask is not None else None,
         }
 
 
@@ -344,6 +356,163 @@ def plan_transfer(
     return _plan_records(source, destination, request_id, now)
 
 
+# -- answering the second physician's ask ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Unmet:
+    """A record kind the second physician asked for that did not go, and exactly why."""
+
+    kind: str
+    reason: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"kind": self.kind, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class AskAnswer:
+    """What a records-out transfer did about an open ask: the destination's Task on hold with
+    ``records-requested`` outputs. ``resumed`` is the status the Task went back to (None: it stays
+    on hold, and ``held`` says why)."""
+
+    task: str
+    asked: tuple[str, ...]
+    sent: tuple[str, ...]
+    unmet: tuple[Unmet, ...]
+    resumed: str | None
+    held: str | None = None
+    dry_run: bool = False
+
+    @property
+    def answered(self) -> bool:
+        """Every kind asked for went (the consent allowed it and the first physician has such records)."""
+        return not self.unmet
+
+    def lines(self) -> list[str]:
+        would = "would " if self.dry_run else ""
+        out = [f"  ask: {self.task} is on hold for more records: {', '.join(self.asked)}"]
+        if self.sent:
+            out.append(f"  ask: {would}send now: {', '.join(self.sent)}")
+        out += [f"  ask: NOT ANSWERED for {u.kind}: {u.reason}" for u in self.unmet]
+        if self.resumed:
+            out.append(f"  ask: answered; {self.task} {'would go' if self.dry_run else 'went'} back to {self.resumed}")
+        elif self.held:
+            out.append(f"  ask: {self.task} stays on hold: {self.held}")
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "asked": list(self.asked),
+            "sent": list(self.sent),
+            "unmet": [u.to_json() for u in self.unmet],
+            "answered": self.answered,
+            "resumed": self.resumed,
+            "held": self.held,
+            "dry_run": self.dry_run,
+        }
+
+
+def _provision_name(where: str | None, pulled: Mapping[str, Any], base: str) -> str | None:
+    """``Consent/ID.provision...`` for a provision's place in the pulled bundle or on the server."""
+    if not where:
+        return None
+    if where.startswith("Bundle.entry["):
+        index, _, rest = where.removeprefix("Bundle.entry[").partition("].resource")
+        entries = pulled.get("entry") or []
+        if index.isdigit() and int(index) < len(entries):
+            resource = entries[int(index)].get("resource") or {}
+            return f"{resource.get('resourceType')}/{resource.get('id')}{rest}"
+    return where.removeprefix(base + "/")
+
+
+def _status_before_hold(destination: FhirClient, task_id: str) -> str | None:
+    """The status the Task had before it last went on hold (from its _history)."""
+    before = None
+    previous = None
+    for event in task_history(destination, task_id):
+        if event.status == "on-hold" and previous is not None and previous != "on-hold":
+            before = previous
+        previous = event.status
+    return before
+
+
+def answer_ask(
+    source: FhirClient,
+    destination: FhirClient,
+    request_id: str,
+    *,
+    case_id: str | None = None,
+    clock: Clock = utc_now,
+    dry_run: bool = False,
+) -> AskAnswer | None:
+    """Answer the second physician's ask, after a records-out transfer (None: no ask is open).
+
+    An ask is open when the case's Task on ``destination`` is ``on-hold`` with ``records-requested``
+    outputs. Each kind asked for is answered when the consent policy lets at least one record of
+    that kind of the case on ``source`` go (the transfer has sent it, and added it to the Task's
+    input). A kind that cannot go is :class:`Unmet` with the reason: the consent that left it
+    behind and the provision that decided, or that the first physician holds no such record.
+    When every kind is answered the Task goes back (``If-Match`` on its version, through
+    :func:`fhir_so.workflow.task.task_accept` / ``task_start``) to the status it had before the
+    ask: ``accepted`` or ``in-progress``. A Task that was still ``requested`` stays on hold: the
+    state machine has no way back to requested, and accepting is the second physician's call.
+    """
+    if case_id is None:
+        case_id = _case_id({"entry": [{"resource": source.read("ServiceRequest", request_id)}]})
+    task = find_task(destination, case_id, required=False)
+    if task is None or task.get("status") != "on-hold":
+        return None
+    asked = list(dict.fromkeys(k for k in (requested_kind(o.get("valueCodeableConcept")) for o in task.get("output") or []
+                                           if isinstance(o, dict) and io_type(o) == "records-requested") if k))
+    if not asked:
+        return None
+    task_ref = f"Task/{task.get('id')}"
+    pulled = pull_bundle(source, request_id=request_id)
+    verdict = records_verdict(pulled, clock(), consents=patient_consents(source, pulled), source=f"{source.base_url}/")
+    kinds: dict[str, list[str]] = {}
+    for entry in pulled.get("entry") or []:
+        resource = entry.get("resource") or {}
+        if resource.get("resourceType") == "DocumentReference":
+            kind, _ = item_kind(resource)
+            kinds.setdefault(kind or "unknown", []).append(_record_of(resource, case_id))
+    withheld = {w.record_id: w for w in verdict.withheld}
+    sent, unmet = [], []
+    for kind in asked:
+        records = sorted(kinds.get(kind, []))
+        if not verdict.allowed:
+            unmet.append(Unmet(kind, f"{verdict.reason} (nothing was sent)"))
+        elif any(r in verdict.moves for r in records):
+            sent.append(kind)
+        elif not records:
+            unmet.append(Unmet(kind, f"{source.base_url} holds no {kind} record for case {case_id}: there is nothing to send"))
+        else:
+            first = next((withheld[r] for r in records if r in withheld), None)
+            why = first.reason if first is not None else "the consent policy did not let it go"
+            where = _provision_name(first.provision, pulled, source.base_url) if first is not None else None
+            unmet.append(Unmet(kind, f"record(s) {', '.join(records)} withheld: {why}" + (f" (decided at {where})" if where else "")
+                               + f"; the patient's consent must permit {kind} records for {case_id}"))
+    if unmet:
+        return AskAnswer(task_ref, tuple(asked), tuple(sent), tuple(unmet), None, "not every kind asked for can be sent", dry_run)
+    before = _status_before_hold(destination, str(task["id"]))
+    if before not in ("accepted", "in-progress"):
+        why = (f"it was {before or 'requested'} before the ask, and on-hold goes back only to accepted or in-progress: "
+               f"the second physician accepts it (fhir-so task accept)")
+        return AskAnswer(task_ref, tuple(asked), tuple(sent), (), None, why, dry_run)
+    if not dry_run:
+        step = task_start if before == "in-progress" else task_accept
+        step(destination, case_id, clock=clock)
+    return AskAnswer(task_ref, tuple(asked), tuple(sent), (), before, None, dry_run)
+
+
+def _record_of(resource: Mapping[str, Any], case_id: str) -> str:
+    for ident in resource.get("identifier") or []:
+        if isinstance(ident, dict) and ident.get("system") == term.SID_RECORD and isinstance(ident.get("value"), str):
+            return str(ident["value"]).removeprefix(f"{case_id}/")
+    return str(resource.get("id"))
+
+
 # -- running -----------------------------------------------------------------------------
 
 
@@ -423,8 +592,13 @@ def transfer(
     done_before = tuple(s for s in ("pulled", "pushed", "provenance", "done") if progress.done(s))
 
     def finished(plan: Plan, pushed: PushResult | None, provenance: str | None) -> TransferResult:
+        # records out answers the second physician's ask, if one is open (after the records moved)
+        # (a run that found everything done by an earlier one asks nothing: that transfer is over)
+        ask = None
+        if direction == "records" and "done" not in done_before:
+            ask = answer_ask(source, destination, request_id, case_id=plan.case_id, clock=clock, dry_run=dry_run)
         return TransferResult(direction, source.base_url, destination.base_url, request_id, plan, dry_run,
-                              progress.transfer_id, pushed, provenance, done_before)
+                              progress.transfer_id, pushed, provenance, done_before, ask)
 
     if progress.done("pushed") and not dry_run:
         try:
