@@ -170,10 +170,11 @@ def test_jobs_1_runs_one_case_at_a_time(rsps: responses.RequestsMock, first_case
 def test_round_trips_per_case(rsps: responses.RequestsMock, first_case: Case) -> None:
     """What a moved case costs: two reads of the source (the request with its records, opinions and
     parties; the patient's privacy consents with their actors), two transactions on the destination
-    (the case; its Provenance). Beyond that, per batch: the selection's pages and each worker's
-    CapabilityStatement."""
+    (the case; its Provenance). Beyond that, per batch: the selection's pages and at most one
+    CapabilityStatement per server (the workers' clients share it)."""
     n, jobs = 6, 2
     w = World(rsps, [variant(first_case, i) for i in range(n)])
+    w.src, w.dst = FhirClient(BASE, retries=quick_policy()), FhirClient(OTHER, retries=quick_policy())  # nothing cached
     result = transfer_all(w.src, w.dst, jobs=jobs, clock=clock)
     assert len(result.moved) == n
 
@@ -188,9 +189,9 @@ def test_round_trips_per_case(rsps: responses.RequestsMock, first_case: Case) ->
     source, destination = kinds(w.clinic), kinds(w.expert)
     assert source.pop("GET /ServiceRequest") == n + selection_pages
     assert source.pop("GET /Consent") == n
-    assert source.pop("GET /metadata") <= jobs and not source  # nothing else: no read by _id
+    assert source.pop("GET /metadata", 0) <= 1 and not source  # nothing else: no read by _id
     assert destination.pop("POST /") == 2 * n
-    assert destination.pop("GET /metadata") <= jobs and not destination
+    assert destination.pop("GET /metadata", 0) <= 1 and not destination
 
 
 def test_selection_narrows_by_patient_and_status(rsps: responses.RequestsMock, first_case: Case) -> None:
@@ -300,6 +301,29 @@ def test_the_state_file_is_written_in_groups_and_synced_when_a_case_finishes(tmp
     assert {rid for durable, done in writes if durable for rid in done} == {str(i) for i in range(cases)}
     reopened = BatchState.open(path, {"k": 1})
     assert all(reopened.finished(str(i)) is not None for i in range(cases))
+
+
+def test_a_case_writes_the_file_twice_its_push_and_its_finish(
+    rsps: responses.RequestsMock, first_case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only what must outlive a kill is written at once: the push (until its Provenance is written),
+    and the finished case (synced); a refused case only its finish."""
+    batch_module = importlib.import_module("fhir_so.workflow.batch")
+    real = batch_module.write_atomic
+    written: list[tuple[bool, dict[str, Any]]] = []
+
+    def record(path: Path, text: bytes, *, durable: bool = True) -> None:
+        written.append((durable, json.loads(text)["cases"]))
+        real(path, text, durable=durable)
+
+    monkeypatch.setattr(batch_module, "write_atomic", record)
+    w = World(rsps, [variant(first_case, n, refuse=n == 1) for n in range(3)])
+    result = transfer_all(w.src, w.dst, state=tmp_path / "b.json", jobs=1, clock=clock)
+    assert len(result.moved) == 2 and len(result.refused) == 1
+    assert len(written) == 2 * 2 + 1
+    steps = [sorted(c["running"]["steps"]) for _, cases in written for c in cases.values() if "running" in c]
+    assert steps == [["pulled", "pushed"]] * 2  # the push, written before the Provenance
+    assert [durable for durable, _ in written].count(True) == 3  # each finish
 
 
 def test_a_server_failure_is_exit_3_and_the_next_run_retries_it(rsps: responses.RequestsMock, first_case: Case, tmp_path: Path) -> None:
