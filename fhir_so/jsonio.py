@@ -149,7 +149,7 @@ def dumps(obj: Any) -> str:
 
 
 @contextmanager
-def atomic_writer(path: str | os.PathLike[str], *, durable: bool = True) -> Iterator[BinaryIO]:
+def atomic_writer(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     """A binary file that appears at ``path`` only when the block ends without error.
 
     It is written as a temp file in the same folder, then renamed: a reader never sees it
@@ -161,9 +161,6 @@ def atomic_writer(path: str | os.PathLike[str], *, durable: bool = True) -> Iter
     - Where the OS allows, the temp file has no name until the rename (Linux ``O_TMPFILE``):
       even a SIGKILL leaves nothing; otherwise a SIGTERM or SIGINT during the write removes it.
     - Only regular files are replaced: a directory, device or FIFO at ``path`` is refused.
-    - ``durable`` (the default) syncs the file to disk before the rename, so it survives a
-      power cut too; without it the rename is as atomic for every reader and survives the
-      process being killed (the kernel holds the data), at a fraction of the cost.
     """
     p = _write_target(Path(path))
     mode = _existing_mode(p)
@@ -180,8 +177,7 @@ def atomic_writer(path: str | os.PathLike[str], *, durable: bool = True) -> Iter
             yield fh
             try:
                 fh.flush()
-                if durable:
-                    os.fsync(fh.fileno())
+                os.fsync(fh.fileno())
                 if not named:
                     _link_unnamed(fh.fileno(), tmp)
                     named = True
@@ -261,10 +257,10 @@ def _cannot_write(path: Path, exc: OSError) -> InputError:
     return InputError(f"cannot write: {exc.strerror or exc}", source=str(path))
 
 
-def write_atomic(path: str | os.PathLike[str], text: str | bytes, *, durable: bool = True) -> None:
+def write_atomic(path: str | os.PathLike[str], text: str | bytes) -> None:
     """Write a whole file atomically (see :func:`atomic_writer`)."""
     p = Path(path)
-    with atomic_writer(p, durable=durable) as fh:
+    with atomic_writer(p) as fh:
         try:
             fh.write(text.encode("utf-8") if isinstance(text, str) else text)
         except OSError as exc:

@@ -17,8 +17,8 @@ worker gets its own pair of clients, made like the ones given (same class, crede
 timeouts, retries, TLS check).
 
 One state file holds the whole batch, rewritten atomically (:func:`fhir_so.jsonio.write_atomic`)
-after every step of every case (writes of several cases' steps grouped into one, synced to disk
-when a case finishes: see :class:`BatchState`)::
+when a case has pushed and when it finishes (the steps in between ride along; writes that fall
+due together are one: see :class:`_CaseSlot` and :class:`BatchState`)::
 
     {"format": "fhir-so-batch-state/1",
      "batch": {"direction": ..., "source": URL, "destination": URL, "patient": ..., "since": ..., "status": ...},
@@ -205,10 +205,8 @@ class BatchState:
     Writes are grouped: a step waits for a write of the file that holds it, and whoever writes
     next writes every change made so far, so under load one write carries the steps of
     several cases (and a case writes only the steps that must outlive a kill: see
-    :class:`_CaseSlot`). Every write is atomic (a reader, or a run started after a kill, sees the
-    old file or the new one); a finished case is also synced to disk before it counts as
-    finished, the steps in between are not (a SIGKILL loses nothing the kernel has been given,
-    and a step lost to a power cut is only redone: every write of a transfer is conditional).
+    :class:`_CaseSlot`). Every write is atomic and synced to disk (a reader, or a run started
+    after a kill or a power cut, sees the old file or the new one).
     """
 
     def __init__(self, path: Path | None, key: dict[str, Any], data: dict[str, Any] | None = None) -> None:
@@ -219,7 +217,6 @@ class BatchState:
         self._write_lock = threading.Lock()  # one writer of the file at a time
         self._changes = 0  # changes made to data so far
         self._written = 0  # ... of which the file holds this many
-        self._synced = 0  # ... and the disk this many
 
     @classmethod
     def open(cls, path: str | os.PathLike[str] | None, key: dict[str, Any]) -> BatchState:
@@ -253,13 +250,13 @@ class BatchState:
     def save_running(self, request_id: str, data: dict[str, Any], *, write: bool = True) -> None:
         """Keep a running case's state; with ``write``, in the file (atomically) before returning."""
         # a copy: the transfer goes on changing its own dict while another thread writes the file
-        self._put(request_id, {"running": {**data, "steps": dict(data.get("steps") or {})}}, durable=False, write=write)
+        self._put(request_id, {"running": {**data, "steps": dict(data.get("steps") or {})}}, write=write)
 
     def finish(self, result: CaseResult) -> None:
         """Record a finished case in a few fields (its transfer's steps are no longer needed)."""
-        self._put(result.request_id, result.to_state(), durable=True, write=True)
+        self._put(result.request_id, result.to_state(), write=True)
 
-    def _put(self, request_id: str, value: dict[str, Any], *, durable: bool, write: bool) -> None:
+    def _put(self, request_id: str, value: dict[str, Any], *, write: bool) -> None:
         with self._lock:
             self.data["cases"][request_id] = value
             self._changes += 1
@@ -267,16 +264,14 @@ class BatchState:
         if self.path is None or not write:
             return
         with self._write_lock:
-            if self._synced >= mine or (not durable and self._written >= mine):
+            if self._written >= mine:
                 return  # a write made while this thread waited holds this change already
             with self._lock:
-                # compact orjson: the file is rewritten whole, after a step of any case
+                # compact orjson: the file is rewritten whole
                 text = orjson.dumps(self.data) + b"\n"
                 upto = self._changes
-            write_atomic(self.path, text, durable=durable)
+            write_atomic(self.path, text)
             self._written = upto
-            if durable:
-                self._synced = upto
 
 
 def _describe(key: Any) -> str:

@@ -267,18 +267,17 @@ def test_killed_at_every_request_then_resumed_loses_and_duplicates_nothing(
             assert not any(f"ServiceRequest/{rid}" in u for rid in moved_before for _, u in w.expert.requests)
 
 
-def test_the_state_file_is_written_in_groups_and_synced_when_a_case_finishes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each step is in the file when the call returns; writes pending at once go out as one; a
-    finished case is synced to disk, the steps before it are written (atomically) but not synced."""
+def test_the_state_file_is_written_in_groups(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each change is in the file when the call returns; changes that fall due while a write is
+    under way go out together in the next one."""
     batch_module = importlib.import_module("fhir_so.workflow.batch")
     real = batch_module.write_atomic
-    writes: list[tuple[bool, set[str]]] = []
+    writes: list[set[str]] = []
 
-    def slow_write(path: Path, text: bytes, *, durable: bool = True) -> None:
+    def slow_write(path: Path, text: bytes) -> None:
         time.sleep(0.003)  # a disk: lets other threads' changes pile up meanwhile
-        finished = {rid for rid, c in json.loads(text)["cases"].items() if "outcome" in c}
-        writes.append((durable, finished))
-        real(path, text, durable=durable)
+        writes.append({rid for rid, c in json.loads(text)["cases"].items() if "outcome" in c})
+        real(path, text)
 
     monkeypatch.setattr(batch_module, "write_atomic", slow_write)
     path = tmp_path / "b.json"
@@ -292,13 +291,11 @@ def test_the_state_file_is_written_in_groups_and_synced_when_a_case_finishes(tmp
             assert json.loads(path.read_text())["cases"][rid] == {"running": {"steps": {f"s{step}": {}}}}
         state.finish(CaseResult(rid, "moved", case_id=f"c{i}"))
         assert json.loads(path.read_text())["cases"][rid] == {"outcome": "moved", "case_id": f"c{i}"}
-        assert any(durable and rid in done for durable, done in list(writes))  # synced before finish() returned
+        assert any(rid in done for done in list(writes))
 
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(one, range(cases)))
     assert len(writes) < cases * (steps + 1)  # grouped
-    assert sum(durable for durable, _ in writes) <= cases
-    assert {rid for durable, done in writes if durable for rid in done} == {str(i) for i in range(cases)}
     reopened = BatchState.open(path, {"k": 1})
     assert all(reopened.finished(str(i)) is not None for i in range(cases))
 
@@ -307,23 +304,24 @@ def test_a_case_writes_the_file_twice_its_push_and_its_finish(
     rsps: responses.RequestsMock, first_case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Only what must outlive a kill is written at once: the push (until its Provenance is written),
-    and the finished case (synced); a refused case only its finish."""
+    and the finished case; a refused case only its finish."""
     batch_module = importlib.import_module("fhir_so.workflow.batch")
     real = batch_module.write_atomic
-    written: list[tuple[bool, dict[str, Any]]] = []
+    written: list[dict[str, Any]] = []
 
-    def record(path: Path, text: bytes, *, durable: bool = True) -> None:
-        written.append((durable, json.loads(text)["cases"]))
-        real(path, text, durable=durable)
+    def record(path: Path, text: bytes) -> None:
+        written.append(json.loads(text)["cases"])
+        real(path, text)
 
     monkeypatch.setattr(batch_module, "write_atomic", record)
     w = World(rsps, [variant(first_case, n, refuse=n == 1) for n in range(3)])
     result = transfer_all(w.src, w.dst, state=tmp_path / "b.json", jobs=1, clock=clock)
     assert len(result.moved) == 2 and len(result.refused) == 1
     assert len(written) == 2 * 2 + 1
-    steps = [sorted(c["running"]["steps"]) for _, cases in written for c in cases.values() if "running" in c]
+    steps = [sorted(c["running"]["steps"]) for cases in written for c in cases.values() if "running" in c]
     assert steps == [["pulled", "pushed"]] * 2  # the push, written before the Provenance
-    assert [durable for durable, _ in written].count(True) == 3  # each finish
+    finished = [sorted(rid for rid, c in cases.items() if "outcome" in c) for cases in written]
+    assert [len(f) for f in finished] == [0, 1, 2, 2, 3]  # each finish
 
 
 def test_a_server_failure_is_exit_3_and_the_next_run_retries_it(rsps: responses.RequestsMock, first_case: Case, tmp_path: Path) -> None:
