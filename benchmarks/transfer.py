@@ -122,6 +122,10 @@ def fresh_servers(port: int) -> Iterator[tuple[str, str]]:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     ports = (port, port + 1)
     try:
+        # built once first: two starts building the jar at once would race in one target folder
+        built = subprocess.run([*fhir_so_command(), "server", "build"], capture_output=True, text=True, check=False, env=env)
+        if built.returncode != 0:
+            sys.exit(f"could not build the server:\n{built.stdout}{built.stderr}")
         starts = [subprocess.Popen([*fhir_so_command(), "server", "start", "--port", str(p), "--data", str(folder / str(p))],
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) for p in ports]
         for p, proc in zip(ports, starts):
