@@ -62,6 +62,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 import requests
@@ -115,8 +116,38 @@ def fhir_so_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-c", "from fhir_so.cli import main; main()"]
 
 
+def server_pids(urls: list[str], data: dict[int, Path] | None = None) -> list[int]:
+    """The pids of the local fhir-so servers at these URLs (none when one is not a local fhir-so server)."""
+    pids = []
+    for url in urls:
+        port = urlsplit(url).port
+        if urlsplit(url).hostname not in ("127.0.0.1", "localhost") or port is None:
+            return []
+        command = [*fhir_so_command(), "server", "status", "--port", str(port), "--json"]
+        if data and port in data:
+            command += ["--data", str(data[port])]
+        done = subprocess.run(command, capture_output=True, text=True, check=False, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        try:
+            pid = json.loads(done.stdout).get("pid")
+        except ValueError:
+            return []
+        if not isinstance(pid, int):
+            return []
+        pids.append(pid)
+    return pids
+
+
+def server_cpu(pids: list[int]) -> float:
+    """CPU seconds the server processes have used so far (all their threads: user + system)."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat(5))
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
-def fresh_servers(port: int) -> Iterator[tuple[str, str]]:
+def fresh_servers(port: int) -> Iterator[tuple[str, str, dict[int, Path]]]:
     """Two new local servers with empty databases (temporary data folders), stopped at the end."""
     folder = Path(tempfile.mkdtemp(prefix="fhir-so-bench-servers-"))
     env = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -132,7 +163,7 @@ def fresh_servers(port: int) -> Iterator[tuple[str, str]]:
             out, _ = proc.communicate(timeout=900)
             if proc.returncode != 0:
                 sys.exit(f"could not start a server on {p}:\n{out}")
-        yield f"http://127.0.0.1:{port}/fhir", f"http://127.0.0.1:{port + 1}/fhir"
+        yield f"http://127.0.0.1:{port}/fhir", f"http://127.0.0.1:{port + 1}/fhir", {p: folder / str(p) for p in ports}
     finally:
         for p in ports:
             subprocess.run([*fhir_so_command(), "server", "stop", "--port", str(p), "--data", str(folder / str(p))],
@@ -306,8 +337,11 @@ def spread(values: list[float]) -> str:
     return f"median {statistics.median(values):.2f}, min {min(values):.2f}, max {max(values):.2f}"
 
 
-def bench(args: argparse.Namespace) -> None:
+def bench(args: argparse.Namespace, data: dict[int, Path] | None) -> None:
     work = Path(tempfile.mkdtemp(prefix="fhir-so-bench-transfer-"))
+    pids = server_pids([args.source, args.destination], data)
+    if not pids:
+        print("(the servers are not local fhir-so servers: their CPU is not measured)")
     token = "a" + uuid.uuid4().hex[:7]
     size = args.cases // args.rounds
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; {args.jobs} jobs; "
@@ -326,7 +360,8 @@ def bench(args: argparse.Namespace) -> None:
     # 2-3. rounds, each on a slice of cases pushed just before it (so that its since finds only them)
     slices = []
     pushed = 0.0
-    ratios, replay_ratios, fhir_so_s, base_s = [], [], [], []
+    ratios, replay_ratios, fhir_so_s, base_s, work_ratios = [], [], [], [], []
+    server_ms: dict[str, list[float]] = {"fhir-so": [], "baseline": []}
     trips: dict[str, float] = {}
     batch_trips: dict[str, int] = {}
     cpu = 0.0
@@ -336,7 +371,9 @@ def bench(args: argparse.Namespace) -> None:
         pushed += push_all(args.source, cases(size, slice_token), args.jobs)
         order = ["fhir-so", "baseline"] if k % 2 == 0 else ["baseline", "fhir-so"]
         times: dict[str, float] = {}
+        spent: dict[str, float] = {}
         for side in order:
+            before = server_cpu(pids) if pids else 0.0
             if side == "fhir-so":
                 out = run_child(args, slices[k], work, f"round{k}", record=True)
                 times[side] = out["seconds"]
@@ -349,12 +386,19 @@ def bench(args: argparse.Namespace) -> None:
                 source_token = slice_token if order[0] == "fhir-so" else _token_of(units[0][0], token)
                 # a new name each round: the Bundles must create new resources, as fhir-so's did
                 times[side] = post_all(args.destination, units, source_token, RENAMES[k] + source_token[1:], args.jobs)
+            if pids:
+                spent[side] = 1000 * (server_cpu(pids) - before) / size
+                server_ms[side].append(spent[side])
         ratio = times["baseline"] / times["fhir-so"]
         ratios.append(ratio)
         fhir_so_s.append(times["fhir-so"])
         base_s.append(times["baseline"])
         line = (f"round {k} ({' then '.join(order)}): fhir-so {times['fhir-so']:.1f} s ({size / times['fhir-so']:.2f} cases/s), "
                 f"baseline {times['baseline']:.1f} s ({size / times['baseline']:.2f} cases/s), ratio {ratio:.2f}")
+        if pids:
+            work_ratios.append(spent["baseline"] / spent["fhir-so"])
+            line += (f"; server CPU per case: fhir-so {spent['fhir-so']:.0f} ms, baseline {spent['baseline']:.0f} ms"
+                     f" (ratio {work_ratios[-1]:.2f})")
         if args.replay:
             again = replay(last_log, args.destination, last_token, "r" + last_token[1:], args.jobs)
             replay_ratios.append(again / times["fhir-so"])
@@ -364,6 +408,10 @@ def bench(args: argparse.Namespace) -> None:
     print(f"pushed {args.cases} cases to the source (before the rounds, untimed) in {pushed:.1f} s ({args.cases / pushed:.1f} cases/s)")
     print(f"throughput fhir-so / baseline over {args.rounds} rounds: {spread(ratios)}; "
           f"all rounds together {sum(base_s) / sum(fhir_so_s):.2f} (target >= 0.90)")
+    if work_ratios:
+        print(f"server CPU per case (both servers, all their threads): fhir-so median {statistics.median(server_ms['fhir-so']):.0f} ms, "
+              f"baseline {statistics.median(server_ms['baseline']):.0f} ms; baseline / fhir-so: {spread(work_ratios)} "
+              "(what throughput ratio the servers allow when they are the bottleneck, whatever else loads the machine)")
     if replay_ratios:
         print(f"fhir-so / replay of the same requests (client overhead): {spread(replay_ratios)}")
     print(f"fhir-so CPU: {1000 * cpu / args.cases:.0f} ms per case (request logging included)")
@@ -414,10 +462,10 @@ def main() -> None:
     if args.cases % args.rounds or args.cases < args.rounds or not 1 <= args.rounds <= len(RENAMES):
         sys.exit(f"--cases must be a multiple of --rounds (1 to {len(RENAMES)})")
     if args.fresh:
-        with fresh_servers(args.fresh) as (args.source, args.destination):
-            bench(args)
+        with fresh_servers(args.fresh) as (args.source, args.destination, data):
+            bench(args, data)
     else:
-        bench(args)
+        bench(args, None)
 
 
 if __name__ == "__main__":
