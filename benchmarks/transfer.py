@@ -137,13 +137,13 @@ def server_pids(urls: list[str], data: dict[int, Path] | None = None) -> list[in
     return pids
 
 
-def server_cpu(pids: list[int]) -> float:
-    """CPU seconds the server processes have used so far (all their threads: user + system)."""
-    total = 0
+def server_cpu(pids: list[int]) -> list[float]:
+    """CPU seconds each server process has used so far (all its threads: user + system)."""
+    out = []
     for pid in pids:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat(5))
-    return total / os.sysconf("SC_CLK_TCK")
+        out.append((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))  # utime, stime (fields 14, 15 of stat(5))
+    return out
 
 
 @contextmanager
@@ -362,6 +362,7 @@ def bench(args: argparse.Namespace, data: dict[int, Path] | None) -> None:
     pushed = 0.0
     ratios, replay_ratios, fhir_so_s, base_s, work_ratios = [], [], [], [], []
     server_ms: dict[str, list[float]] = {"fhir-so": [], "baseline": []}
+    destination_ms: dict[str, list[float]] = {"fhir-so": [], "baseline": []}
     trips: dict[str, float] = {}
     batch_trips: dict[str, int] = {}
     cpu = 0.0
@@ -373,7 +374,7 @@ def bench(args: argparse.Namespace, data: dict[int, Path] | None) -> None:
         times: dict[str, float] = {}
         spent: dict[str, float] = {}
         for side in order:
-            before = server_cpu(pids) if pids else 0.0
+            before = server_cpu(pids) if pids else []
             if side == "fhir-so":
                 out = run_child(args, slices[k], work, f"round{k}", record=True)
                 times[side] = out["seconds"]
@@ -387,8 +388,10 @@ def bench(args: argparse.Namespace, data: dict[int, Path] | None) -> None:
                 # a new name each round: the Bundles must create new resources, as fhir-so's did
                 times[side] = post_all(args.destination, units, source_token, RENAMES[k] + source_token[1:], args.jobs)
             if pids:
-                spent[side] = 1000 * (server_cpu(pids) - before) / size
+                used = [1000 * (after - start) / size for after, start in zip(server_cpu(pids), before)]
+                spent[side] = sum(used)
                 server_ms[side].append(spent[side])
+                destination_ms[side].append(used[1])
         ratio = times["baseline"] / times["fhir-so"]
         ratios.append(ratio)
         fhir_so_s.append(times["fhir-so"])
@@ -397,8 +400,8 @@ def bench(args: argparse.Namespace, data: dict[int, Path] | None) -> None:
                 f"baseline {times['baseline']:.1f} s ({size / times['baseline']:.2f} cases/s), ratio {ratio:.2f}")
         if pids:
             work_ratios.append(spent["baseline"] / spent["fhir-so"])
-            line += (f"; server CPU per case: fhir-so {spent['fhir-so']:.0f} ms, baseline {spent['baseline']:.0f} ms"
-                     f" (ratio {work_ratios[-1]:.2f})")
+            line += (f"; server CPU per case: fhir-so {spent['fhir-so']:.0f} ms ({destination_ms['fhir-so'][-1]:.0f} of it the destination's),"
+                     f" baseline {spent['baseline']:.0f} ms ({destination_ms['baseline'][-1]:.0f}) (ratio {work_ratios[-1]:.2f})")
         if args.replay:
             again = replay(last_log, args.destination, last_token, "r" + last_token[1:], args.jobs)
             replay_ratios.append(again / times["fhir-so"])
@@ -412,6 +415,10 @@ def bench(args: argparse.Namespace, data: dict[int, Path] | None) -> None:
         print(f"server CPU per case (both servers, all their threads): fhir-so median {statistics.median(server_ms['fhir-so']):.0f} ms, "
               f"baseline {statistics.median(server_ms['baseline']):.0f} ms; baseline / fhir-so: {spread(work_ratios)} "
               "(what throughput ratio the servers allow when they are the bottleneck, whatever else loads the machine)")
+        dest = [b / f for b, f in zip(destination_ms["baseline"], destination_ms["fhir-so"])]
+        print(f"the destination's CPU per case: fhir-so median {statistics.median(destination_ms['fhir-so']):.0f} ms, "
+              f"baseline {statistics.median(destination_ms['baseline']):.0f} ms; baseline / fhir-so: {spread(dest)} "
+              "(the ratio when the source runs on other cores or machines and the destination is the bottleneck)")
     if replay_ratios:
         print(f"fhir-so / replay of the same requests (client overhead): {spread(replay_ratios)}")
     print(f"fhir-so CPU: {1000 * cpu / args.cases:.0f} ms per case (request logging included)")
