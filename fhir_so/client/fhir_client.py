@@ -67,6 +67,7 @@ class FhirClient:
     ) -> None:
         self.base_url = check_base_url(base_url)
         self._origin = origin_of(self.base_url)
+        self._user_agent = user_agent
         agent = f"fhir-so/{__version__}"
         self.user_agent = f"{agent} {user_agent}" if user_agent else agent
         self._transport = Transport(
@@ -112,6 +113,15 @@ class FhirClient:
     def close(self) -> None:
         """Close the session's connections (only when this client created the session)."""
         self._transport.close()
+
+    def clone(self) -> Self:
+        """A client like this one for another thread: same server, credentials, timeout, retries,
+        TLS check and user agent, its own new session; it starts with the CapabilityStatement
+        this one has read (a read-only dict), if any."""
+        twin = type(self)(self.base_url, auth=self.auth, timeout=self.timeout, retries=self.retries, verify=self.verify,
+                          user_agent=self._user_agent)
+        twin._capabilities = self._capabilities
+        return twin
 
     # -- capabilities -------------------------------------------------------------------
 

@@ -17,7 +17,8 @@ worker gets its own pair of clients, made like the ones given (same class, crede
 timeouts, retries, TLS check).
 
 One state file holds the whole batch, rewritten atomically (:func:`fhir_so.jsonio.write_atomic`)
-after every step of every case::
+when a case has pushed and when it finishes (the steps in between ride along; writes that fall
+due together are one: see :class:`_CaseSlot` and :class:`BatchState`)::
 
     {"format": "fhir-so-batch-state/1",
      "batch": {"direction": ..., "source": URL, "destination": URL, "patient": ..., "since": ..., "status": ...},
@@ -25,7 +26,8 @@ after every step of every case::
                                       | {"running": <a transfer's state>}}}    resumes like a single transfer
 
 A run killed at any moment and started again with the same file skips the finished cases,
-resumes the ones in flight from their last recorded step (every write is conditional on
+resumes the ones in flight from their last written step (a case's push is written before its
+Provenance; see :class:`_CaseSlot`) (every write is conditional on
 identifiers and the Provenance on its transfer id, so a step redone after the kill adds
 nothing), and does the rest. A failed case (server error after retries) is not finished: the
 next run tries it again. A refusal is a finished answer: give a new state file to ask again.
@@ -175,7 +177,15 @@ class BatchResult:
 
 
 class _CaseSlot:
-    """One case's transfer state inside the batch file (a :class:`fhir_so.workflow.state.StateStore`)."""
+    """One case's transfer state inside the batch file (a :class:`fhir_so.workflow.state.StateStore`).
+
+    A step is written to the file before the transfer goes on only when it must outlive a kill:
+    the push, until its Provenance is written (a resumed run then writes that Provenance for
+    what moved, without planning again, even if the consent changed meanwhile). The other steps
+    reach the file with the next write: the ones before the push are redone by a resumed run
+    (reads, and a plan whose transfer id comes from its content), the ones after it are written
+    with the case's finish; every write of a transfer is conditional, so redoing one adds nothing.
+    """
 
     def __init__(self, batch: BatchState, request_id: str) -> None:
         self._batch = batch
@@ -185,17 +195,28 @@ class _CaseSlot:
         return self._batch.running(self._request_id)
 
     def save(self, data: dict[str, Any]) -> None:
-        self._batch.save_running(self._request_id, data)
+        steps = data.get("steps") or {}
+        self._batch.save_running(self._request_id, data, write="pushed" in steps and "provenance" not in steps)
 
 
 class BatchState:
-    """The state of a whole batch; with no path it lives in memory only. Safe to use from many threads."""
+    """The state of a whole batch; with no path it lives in memory only. Safe to use from many threads.
+
+    Writes are grouped: a step waits for a write of the file that holds it, and whoever writes
+    next writes every change made so far, so under load one write carries the steps of
+    several cases (and a case writes only the steps that must outlive a kill: see
+    :class:`_CaseSlot`). Every write is atomic and synced to disk (a reader, or a run started
+    after a kill or a power cut, sees the old file or the new one).
+    """
 
     def __init__(self, path: Path | None, key: dict[str, Any], data: dict[str, Any] | None = None) -> None:
         self.path = path
         self.key = key
         self.data: dict[str, Any] = data or {"format": BATCH_FORMAT, "batch": key, "cases": {}}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards data and the change counter
+        self._write_lock = threading.Lock()  # one writer of the file at a time
+        self._changes = 0  # changes made to data so far
+        self._written = 0  # ... of which the file holds this many
 
     @classmethod
     def open(cls, path: str | os.PathLike[str] | None, key: dict[str, Any]) -> BatchState:
@@ -226,20 +247,31 @@ class BatchState:
         found = held.get("running") if isinstance(held, dict) else None
         return found if isinstance(found, dict) else None
 
-    def save_running(self, request_id: str, data: dict[str, Any]) -> None:
+    def save_running(self, request_id: str, data: dict[str, Any], *, write: bool = True) -> None:
+        """Keep a running case's state; with ``write``, in the file (atomically) before returning."""
         # a copy: the transfer goes on changing its own dict while another thread writes the file
-        self._put(request_id, {"running": {**data, "steps": dict(data.get("steps") or {})}})
+        self._put(request_id, {"running": {**data, "steps": dict(data.get("steps") or {})}}, write=write)
 
     def finish(self, result: CaseResult) -> None:
         """Record a finished case in a few fields (its transfer's steps are no longer needed)."""
-        self._put(result.request_id, result.to_state())
+        self._put(result.request_id, result.to_state(), write=True)
 
-    def _put(self, request_id: str, value: dict[str, Any]) -> None:
+    def _put(self, request_id: str, value: dict[str, Any], *, write: bool) -> None:
         with self._lock:
             self.data["cases"][request_id] = value
-            if self.path is not None:
-                # compact orjson: the file is rewritten after every step of every case
-                write_atomic(self.path, orjson.dumps(self.data) + b"\n")
+            self._changes += 1
+            mine = self._changes
+        if self.path is None or not write:
+            return
+        with self._write_lock:
+            if self._written >= mine:
+                return  # a write made while this thread waited holds this change already
+            with self._lock:
+                # compact orjson: the file is rewritten whole
+                text = orjson.dumps(self.data) + b"\n"
+                upto = self._changes
+            write_atomic(self.path, text)
+            self._written = upto
 
 
 def _describe(key: Any) -> str:
@@ -326,7 +358,7 @@ def _case_id_of(request: Mapping[str, Any]) -> str | None:
 
 def _clone(client: FhirClient) -> FhirClient:
     """A client like ``client`` for another thread (a FhirClient is not shared between threads)."""
-    return type(client)(client.base_url, auth=client.auth, timeout=client.timeout, retries=client.retries, verify=client.verify)
+    return client.clone()
 
 
 def _moved(request_id: str, result: TransferResult) -> CaseResult:
@@ -384,6 +416,13 @@ def transfer_all(
     for rid in list(batch.data["cases"]):
         batch.finished(rid)
 
+    if jobs > 1:
+        # read once here, each worker's client starts with it (rather than one /metadata per worker)
+        for client in (source, destination):
+            try:
+                client.capabilities()
+            except FhirSoError:
+                pass  # a worker that needs it asks again, and reports the failure in its case
     local = threading.local()
     made: list[FhirClient] = []
     made_lock = threading.Lock()

@@ -11,6 +11,19 @@ A case is gathered with a handful of searches, each followed lazily page by page
    Coverage in ``insurance``) and the parties those point to: one ``_id`` search per
    resource type until every reference the case needs resolves.
 
+When the server's CapabilityStatement declares the reverse includes
+``DocumentReference:related`` and ``DiagnosticReport:based-on`` for ServiceRequest (HAPI
+does), searches 1-3 are one: the request search also asks for them (``_revinclude``), and
+step 4 fetches the authors and performers it did not bring. A server caps the includes of a
+page (HAPI and Microsoft's server at 1000 by default) and may cut them short with no more than a
+warning, so that one answer is trusted only when it holds fewer than
+:data:`REVINCLUDE_TRUST` records and opinions and no OperationOutcome; otherwise searches 2
+and 3 run as well, paged (a resource found twice is kept once).
+
+:func:`pull_with_consents` also reads every privacy Consent of the patient (what the consent
+policy judges a transfer by) and lets step 4 take the Consents and parties it needs from
+that answer instead of asking again.
+
 The resources go into a ``collection`` Bundle with absolute fullUrls, which
 :func:`fhir_so.bundle.parse_bundle` reads back to the canonical case. A case with a Task
 also gets the Task's history (``Task/ID/_history``) when pulled as a case (:func:`pull`,
@@ -20,28 +33,33 @@ also gets the Task's history (``Task/ID/_history``) when pulled as a case (:func
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from http import HTTPStatus
 from typing import Any
 
 from fhir_so import terminology as term
 from fhir_so.bundle import parse_bundle
 from fhir_so.case import Case
-from fhir_so.client import FhirClient, Search
-from fhir_so.errors import CaseNotFoundError, InputError
+from fhir_so.client import FhirClient, Search, SearchEntry
+from fhir_so.errors import CaseNotFoundError, FhirSoError, HttpError, InputError
 from fhir_so.fhirtypes import FHIR_ID_RE as _ID
 from fhir_so.references import iter_references
 from fhir_so.workflow.task import with_history
 
 __all__ = [
     "CaseCollector",
+    "REVINCLUDE_TRUST",
     "case_of",
     "case_with_history",
     "find_request_id",
+    "privacy_consents",
     "pull",
     "pull_bundle",
     "pull_patient",
     "pull_patient_bundle",
     "pull_patient_bundles",
+    "pull_with_consents",
     "request_search",
+    "revincludes_declared",
 ]
 
 Resource = dict[str, Any]
@@ -51,6 +69,13 @@ _FOLLOW = frozenset({"Patient", "Practitioner", "Organization", "Consent", "Cove
 _SR_INCLUDES = ("ServiceRequest:subject", "ServiceRequest:requester", "ServiceRequest:performer")
 # A case points to a handful of resources; more rounds than this means a reference cycle gone wrong.
 _MAX_ROUNDS = 8
+# What points to a case's request: its records and its opinions (step 1 asks for them when it can).
+_SR_REVINCLUDES = ("DocumentReference:related", "DiagnosticReport:based-on")
+# ... and the parties those name (R4 ``:iterate``; a server that ignores it leaves them to step 4)
+_ITERATE = ("DocumentReference:author", "DiagnosticReport:performer")
+_REVINCLUDED = frozenset(r.split(":")[0] for r in _SR_REVINCLUDES)
+#: One search's reverse includes are trusted to be complete below this many (far under any server's cap).
+REVINCLUDE_TRUST = 50
 
 
 def _check_id(value: str, what: str) -> str:
@@ -67,6 +92,16 @@ class CaseCollector:
         self._base = client.base_url + "/"
         self.resources: dict[str, Resource] = {}
         self._absent: set[str] = set()
+        # resources read from this server by another search (the patient's consents): what
+        # complete() may take from here instead of asking the server again
+        self._known: dict[str, Resource] = {}
+
+    def know(self, resources: list[Resource]) -> None:
+        """Resources of this server read elsewhere, for :meth:`complete` to use (not added to the case)."""
+        for resource in resources:
+            rtype, rid = resource.get("resourceType"), resource.get("id")
+            if isinstance(rtype, str) and isinstance(rid, str):
+                self._known.setdefault(f"{rtype}/{rid}", resource)
 
     def add(self, resource: Mapping[str, Any]) -> str | None:
         rtype, rid = resource.get("resourceType"), resource.get("id")
@@ -103,15 +138,21 @@ class CaseCollector:
         """Fetch what the collected resources point to (types in ``_FOLLOW``) until nothing is missing."""
         for _ in range(_MAX_ROUNDS):
             missing: dict[str, set[str]] = {}
+            taken = False
             for resource in list(self.resources.values()):
                 for ref, _ in iter_references(resource, skip_contained=True):
                     local = self._local(ref)
                     if local is None or local in self.resources or local in self._absent:
                         continue
                     rtype, rid = local.split("/")
-                    if rtype in _FOLLOW:
+                    if rtype not in _FOLLOW:
+                        continue
+                    if local in self._known:
+                        self.add(self._known[local])
+                        taken = True  # its own references are looked at in the next round
+                    else:
                         missing.setdefault(rtype, set()).add(rid)
-            if not missing:
+            if not missing and not taken:
                 return
             for rtype, ids in sorted(missing.items()):
                 self.add_search(self.client.search(rtype, _id=",".join(sorted(ids))))
@@ -168,19 +209,90 @@ def find_request_id(client: FhirClient, case_id: str) -> str:
     return str(matches[0]["id"])
 
 
-def pull_bundle(client: FhirClient, *, request_id: str | None = None, case_id: str | None = None) -> Resource:
-    """The case as a collection Bundle of the server's resources (ids and meta as the server has them)."""
-    collector = CaseCollector(client)
-    matches = collector.add_search(request_search(client, request_id=request_id, case_id=case_id))
+def revincludes_declared(client: FhirClient) -> bool:
+    """Whether the server declares the reverse includes of a case's records and opinions on ServiceRequest."""
+    try:
+        capabilities = client.capabilities()
+    except FhirSoError:
+        return False  # no usable CapabilityStatement: the separate searches need none
+    for rest in capabilities.get("rest") or []:
+        if not isinstance(rest, dict) or rest.get("mode", "server") != "server":
+            continue
+        for resource in rest.get("resource") or []:
+            if isinstance(resource, dict) and resource.get("type") == "ServiceRequest":
+                declared = resource.get("searchRevInclude") or []
+                return isinstance(declared, list) and all(r in declared for r in _SR_REVINCLUDES)
+    return False
+
+
+def _collect_request(collector: CaseCollector, *, request_id: str | None, case_id: str | None) -> Resource:
+    """Step 1 (with 2 and 3 folded in where the server allows; see the module's docstring): the request."""
+    client = collector.client
+    search = request_search(client, request_id=request_id, case_id=case_id)
+    combined = revincludes_declared(client)
+    entries: list[SearchEntry] = []
+    if combined:
+        try:
+            entries = list(search.include(*_SR_REVINCLUDES, reverse=True).include(*_ITERATE, iterate=True).entries())
+        except HttpError as exc:
+            if exc.status != HTTPStatus.BAD_REQUEST:
+                raise
+            combined = False  # declared, yet refused in this form: the separate searches
+    if not combined:
+        entries = list(search.entries())
+    matches: list[Resource] = []
+    pointing = 0
+    complete = combined
+    for entry in entries:
+        if entry.mode == "outcome":
+            complete = False  # a warning (includes cut short?) or an error: ask the careful way too
+            continue
+        collector.add(entry.resource)
+        if entry.mode == "match":
+            matches.append(entry.resource)
+        elif entry.resource.get("resourceType") in _REVINCLUDED:
+            pointing += 1
+    del entries
     what = f"ServiceRequest/{request_id}" if request_id is not None else f"ServiceRequest with case id {case_id}"
     if not matches:
         raise CaseNotFoundError(f"{client.base_url} has no {what}", server=client.base_url, case_id=case_id, request_id=request_id)
     if len(matches) > 1:
         ids = ", ".join(sorted(str(m.get("id")) for m in matches))
         raise InputError(f"{client.base_url} has several ServiceRequests for case {case_id} ({ids}); pull one with --request")
-    collector.add_case(matches[0])
+    if not complete or pointing >= REVINCLUDE_TRUST:
+        collector.add_case(matches[0])
+    return matches[0]
+
+
+def pull_bundle(client: FhirClient, *, request_id: str | None = None, case_id: str | None = None) -> Resource:
+    """The case as a collection Bundle of the server's resources (ids and meta as the server has them)."""
+    collector = CaseCollector(client)
+    _collect_request(collector, request_id=request_id, case_id=case_id)
     collector.complete()
     return collector.bundle()
+
+
+def privacy_consents(client: FhirClient, request: Mapping[str, Any]) -> list[Resource]:
+    """Every privacy Consent the server holds for the request's patient, linked from the request or
+    not, with the actors they name (so the policy compares recipients by identifier, not by guess)."""
+    subject = (request.get("subject") or {}).get("reference")
+    if not isinstance(subject, str):
+        return []
+    search = client.search("Consent", patient=subject, scope=f"{term.CONSENT_SCOPE}|{term.CONSENT_SCOPE_PRIVACY.code}")
+    return [dict(e.resource) for e in search.include("Consent:actor").entries() if e.mode in ("match", "include")]
+
+
+def pull_with_consents(
+    client: FhirClient, *, request_id: str | None = None, case_id: str | None = None
+) -> tuple[Resource, list[Resource]]:
+    """What :func:`pull_bundle` and :func:`privacy_consents` give, in fewer requests: the Consents
+    and parties the case points to are taken from the consent search's answer when it holds them."""
+    collector = CaseCollector(client)
+    request = _collect_request(collector, request_id=request_id, case_id=case_id)
+    consents = privacy_consents(client, request)
+    collector.know(consents)
+    collector.complete()
+    return collector.bundle(), consents
 
 
 def _case_id_of(request: Mapping[str, Any]) -> str | None:

@@ -33,7 +33,9 @@ STEPS = ("pulled", "pushed", "provenance", "done")
 class StateStore(Protocol):
     """Somewhere else a transfer's state lives: one case's slot in a batch's state file
     (:mod:`fhir_so.workflow.batch`). ``load`` gives what ``save`` last stored (None at first);
-    ``save`` must have stored it durably when it returns, as the state file's atomic write does."""
+    ``save`` must have stored it when it returns so that a run started after this one is killed
+    finds it, or an earlier state from which redoing the steps since adds nothing (the batch
+    writes a case's push at once, its other steps with the next write)."""
 
     def load(self) -> dict[str, Any] | None: ...
 

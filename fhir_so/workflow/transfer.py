@@ -55,7 +55,7 @@ from fhir_so.references import iter_references, rewrite_references
 from fhir_so.workflow.clock import Clock, utc_now
 from fhir_so.workflow.clock import instant as _instant
 from fhir_so.workflow.provenance import provenance_bundle
-from fhir_so.workflow.pull import case_of, find_request_id, pull_bundle
+from fhir_so.workflow.pull import case_of, find_request_id, privacy_consents, pull_bundle, pull_with_consents
 from fhir_so.workflow.push import PushResult, classify_entry, push
 from fhir_so.workflow.state import StateStore, TransferState
 from fhir_so.workflow.task import find_task, task_accept, task_history, task_start, transfer_task_entry
@@ -202,11 +202,7 @@ def _case_id(bundle: Mapping[str, Any]) -> str:
 def patient_consents(client: FhirClient, bundle: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Every privacy Consent the server holds for the request's patient, linked from the request or
     not, with the actors they name (so the policy compares recipients by identifier, not by guess)."""
-    subject = ((request_of(bundle) or {}).get("subject") or {}).get("reference")
-    if not isinstance(subject, str):
-        return []
-    search = client.search("Consent", patient=subject, scope=f"{term.CONSENT_SCOPE}|{term.CONSENT_SCOPE_PRIVACY.code}")
-    return [dict(e.resource) for e in search.include("Consent:actor").entries() if e.mode in ("match", "include")]
+    return privacy_consents(client, request_of(bundle) or {})
 
 
 def _case_view(bundle: Mapping[str, Any], record_ids: set[str], case_id: str) -> dict[str, Any]:
@@ -242,8 +238,8 @@ def _case_view(bundle: Mapping[str, Any], record_ids: set[str], case_id: str) ->
 
 
 def _plan_records(source: FhirClient, destination: FhirClient, request_id: str, now: dt.datetime) -> Plan:
-    pulled = pull_bundle(source, request_id=request_id)
-    consents = patient_consents(source, pulled)
+    # one pass for the case and the patient's consents (the consent search's answer serves both)
+    pulled, consents = pull_with_consents(source, request_id=request_id)
     verdict = require(records_verdict(pulled, now, consents=consents, source=f"{source.base_url}/"), _case_id(pulled))
     case = case_of(_case_view(pulled, {w.record_id for w in verdict.withheld}, _case_id(pulled)), source.base_url)
     # The destination's Task is the destination's: the source's copy (if any) never travels.

@@ -2,11 +2,13 @@
 
 It does what the workflows need and nothing more: read; search by ``_id``, ``identifier``
 (``system|value`` and ``system|``), the reference parameters a case uses and ``_tag``, with
-``_include``, ``_count`` and paging through ``next`` links; an update by id (``PUT Type/id``,
-with ``If-Match``: 412 when the version moved on) and a resource's ``_history``; and
-transactions with conditional creates (``ifNoneExist``), conditional updates (``PUT
-Type?identifier=``, a no-op when the content is the same, like HAPI), updates by id with
-``ifMatch``, conditional references and ``urn:uuid`` resolution, applied atomically. A shared :class:`Tripwire` raises :class:`Killed` (a BaseException, like a
+``_include``, ``_count`` and paging through ``next`` links (with ``revinclude=True`` also
+``_revinclude`` and ``_include:iterate``, declared in its CapabilityStatement as HAPI does); an
+update by id (``PUT Type/id``, with ``If-Match``: 412 when the version moved on) and a
+resource's ``_history``; and transactions with conditional creates (``ifNoneExist``),
+conditional updates (``PUT Type?identifier=``, a no-op when the content is the same, like HAPI),
+updates by id with ``ifMatch``, conditional references and ``urn:uuid`` resolution, applied
+atomically. A shared :class:`Tripwire` raises :class:`Killed` (a BaseException, like a
 killed process) before or after the server applies that request, and ``requests`` counts
 every request, so a test can stop a workflow at each step in turn.
 """
@@ -77,8 +79,9 @@ def _conflict(message: str) -> tuple[int, Any, dict[str, str]]:
 class FakeFhir(BaseAdapter):
     """One FHIR server at ``base``; mount it on a Session for that URL prefix."""
 
-    def __init__(self, base: str, *, page_size: int = 2, tripwire: Tripwire | None = None) -> None:
+    def __init__(self, base: str, *, page_size: int = 2, tripwire: Tripwire | None = None, revinclude: bool = False) -> None:
         super().__init__()
+        self.revinclude = revinclude
         self.tripwire = tripwire or Tripwire()
         self.base = base.rstrip("/")
         self.page_size = page_size
@@ -124,12 +127,18 @@ class FakeFhir(BaseAdapter):
         path = parts.path[len(urlsplit(self.base).path):].strip("/")
         params = parse_qsl(parts.query, keep_blank_values=True)
         if method == "GET" and path == "metadata":
-            return 200, {"resourceType": "CapabilityStatement", "status": "active", "fhirVersion": "4.0.1",
-                         "rest": [{"mode": "server", "interaction": [{"code": "transaction"}, {"code": "batch"}]}]}, {}
+            rest: Resource = {"mode": "server", "interaction": [{"code": "transaction"}, {"code": "batch"}]}
+            if self.revinclude:
+                rest["resource"] = [{"type": "ServiceRequest", "searchRevInclude": [
+                    f"{t}:{n}" for t, n in REFERENCE_PARAMS if n in ("related", "based-on")]}]
+            return 200, {"resourceType": "CapabilityStatement", "status": "active", "fhirVersion": "4.0.1", "rest": [rest]}, {}
         if method == "POST" and path == "":
             return self.transaction(body)
         segments = path.split("/") if path else []
         if method == "GET" and len(segments) == 1:
+            unknown = [k for k, _ in params if k.startswith(("_revinclude", "_include:")) and not self.revinclude]
+            if unknown:
+                return 400, {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "not-supported", "diagnostics": unknown[0]}]}, {}
             return 200, self.search_page(segments[0], params), {}
         if method == "GET" and len(segments) == 4 and segments[2] == "_history":
             found = [v for v in self.history.get(f"{segments[0]}/{segments[1]}", []) if v["meta"]["versionId"] == segments[3]]
@@ -185,21 +194,34 @@ class FakeFhir(BaseAdapter):
         page = found[offset:offset + count]
         entries = [{"fullUrl": f"{self.base}/{rtype}/{r['id']}", "resource": r, "search": {"mode": "match"}} for r in page]
         seen = {f"{rtype}/{r['id']}" for r in page}
+
+        def include(target: str) -> Resource | None:
+            if target in seen or target.count("/") != 1:
+                return None
+            ttype, tid = target.split("/")
+            included = self.store.get(ttype, {}).get(tid)
+            if included is not None:
+                seen.add(target)
+                entries.append({"fullUrl": f"{self.base}/{target}", "resource": included, "search": {"mode": "include"}})
+            return included
+
         for name, value in params:
-            if name != "_include":
-                continue
-            itype, _, iparam = value.partition(":")
-            getter = REFERENCE_PARAMS[(itype, iparam)]
-            for resource in page:
-                for ref in getter(resource):
-                    target = ref.get("reference", "") if isinstance(ref, dict) else ""
-                    if target in seen or target.count("/") != 1:
+            if name == "_include" or (name == "_include:iterate" and self.revinclude):
+                itype, _, iparam = value.partition(":")
+                getter = REFERENCE_PARAMS[(itype, iparam)]
+                sources = page if name == "_include" else [e["resource"] for e in entries]
+                for resource in list(sources):
+                    if resource.get("resourceType", rtype) != itype:
                         continue
-                    ttype, tid = target.split("/")
-                    included = self.store.get(ttype, {}).get(tid)
-                    if included is not None:
-                        seen.add(target)
-                        entries.append({"fullUrl": f"{self.base}/{target}", "resource": included, "search": {"mode": "include"}})
+                    for ref in getter(resource):
+                        include(ref.get("reference", "") if isinstance(ref, dict) else "")
+            elif name == "_revinclude" and self.revinclude:
+                itype, _, iparam = value.partition(":")
+                getter = REFERENCE_PARAMS[(itype, iparam)]
+                targets = {f"{rtype}/{r['id']}" for r in page}
+                for candidate in self.store.get(itype, {}).values():
+                    if any(isinstance(ref, dict) and ref.get("reference") in targets for ref in getter(candidate)):
+                        include(f"{itype}/{candidate['id']}")
         bundle: Resource = {"resourceType": "Bundle", "type": "searchset", "total": len(found), "entry": entries}
         if offset + count < len(found):
             rest = [(k, v) for k, v in params if k != "_offset"] + [("_offset", str(offset + count))]

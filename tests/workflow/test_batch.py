@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import json
 import threading
 import time
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -93,9 +95,14 @@ def case_ids(fake: FakeFhir) -> list[str]:
 
 
 class World:
-    def __init__(self, rsps: responses.RequestsMock, cases: list[Case], *, tripwire: Tripwire | None = None) -> None:
+    """Two fake servers with cases on the clinic's; by default they answer ``_revinclude`` as HAPI does."""
+
+    def __init__(
+        self, rsps: responses.RequestsMock, cases: list[Case], *, tripwire: Tripwire | None = None, revinclude: bool = True
+    ) -> None:
         self.wire = Tripwire()
-        self.clinic, self.expert = Server(BASE, tripwire=self.wire), Server(OTHER, tripwire=self.wire)
+        self.clinic = Server(BASE, tripwire=self.wire, revinclude=revinclude)
+        self.expert = Server(OTHER, tripwire=self.wire, revinclude=revinclude)
         serve_with_responses(rsps, self.clinic, self.expert)
         self.src = FhirClient(BASE, retries=quick_policy())
         self.dst = FhirClient(OTHER, retries=quick_policy())
@@ -160,6 +167,33 @@ def test_jobs_1_runs_one_case_at_a_time(rsps: responses.RequestsMock, first_case
     assert w.expert.most_in_flight == 1
 
 
+def test_round_trips_per_case(rsps: responses.RequestsMock, first_case: Case) -> None:
+    """What a moved case costs: two reads of the source (the request with its records, opinions and
+    parties; the patient's privacy consents with their actors), two transactions on the destination
+    (the case; its Provenance). Beyond that, per batch: the selection's pages and at most one
+    CapabilityStatement per server (the workers' clients share it)."""
+    n, jobs = 6, 2
+    w = World(rsps, [variant(first_case, i) for i in range(n)])
+    w.src, w.dst = FhirClient(BASE, retries=quick_policy()), FhirClient(OTHER, retries=quick_policy())  # nothing cached
+    result = transfer_all(w.src, w.dst, jobs=jobs, clock=clock)
+    assert len(result.moved) == n
+
+    def kinds(fake: Server) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for method, url in fake.requests:
+            path = url.split("/fhir", 1)[1].split("?")[0] or "/"
+            out[f"{method} {path}"] = out.get(f"{method} {path}", 0) + 1
+        return out
+
+    selection_pages = -(-n // 100)
+    source, destination = kinds(w.clinic), kinds(w.expert)
+    assert source.pop("GET /ServiceRequest") == n + selection_pages
+    assert source.pop("GET /Consent") == n
+    assert source.pop("GET /metadata", 0) <= 1 and not source  # nothing else: no read by _id
+    assert destination.pop("POST /") == 2 * n
+    assert destination.pop("GET /metadata", 0) <= 1 and not destination
+
+
 def test_selection_narrows_by_patient_and_status(rsps: responses.RequestsMock, first_case: Case) -> None:
     cases = [variant(first_case, n) for n in range(4)]
     cases[3] = cases[3].model_copy(update={"status": "on-hold"})
@@ -197,24 +231,25 @@ def test_a_finished_batch_is_not_redone(rsps: responses.RequestsMock, mixed: lis
     assert saved["format"] == "fhir-so-batch-state/1" and len(saved["cases"]) == 7
 
 
-def _expected(rsps: responses.RequestsMock, cases: list[Case]) -> tuple[int, dict[str, int]]:
-    w = World(rsps, cases)
+def _expected(rsps: responses.RequestsMock, cases: list[Case], revinclude: bool) -> tuple[int, dict[str, int]]:
+    w = World(rsps, cases, revinclude=revinclude)
     w.wire.count = 0
     transfer_all(w.src, w.dst, jobs=1, clock=clock)
     return w.wire.count, {t: w.expert.count(t) for t in sorted(w.expert.store)}
 
 
+@pytest.mark.parametrize("revinclude", [True, False], ids=["one-search", "separate-searches"])
 @pytest.mark.parametrize("after", [False, True], ids=["before-applied", "after-applied"])
 def test_killed_at_every_request_then_resumed_loses_and_duplicates_nothing(
-    first_case: Case, tmp_path: Path, after: bool
+    first_case: Case, tmp_path: Path, after: bool, revinclude: bool
 ) -> None:
     cases = [variant(first_case, n, refuse=n == 1) for n in range(3)]
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        total, expected = _expected(rsps, cases)
-    assert total > 15
+        total, expected = _expected(rsps, cases, revinclude)
+    assert total >= 10  # every step of every case is a place to be killed at
     for n in range(1, total + 1, 2 if after else 1):
         with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-            w = World(rsps, cases)
+            w = World(rsps, cases, revinclude=revinclude)
             state = tmp_path / f"b-{n}-{after}.json"
             w.wire.count, w.wire.at, w.wire.after = 0, n, after
             with pytest.raises(Killed):
@@ -230,6 +265,63 @@ def test_killed_at_every_request_then_resumed_loses_and_duplicates_nothing(
             # a finished case made no request on the resumed run
             moved_before = {c.destination_request_id for c in result.moved if c.earlier_run}
             assert not any(f"ServiceRequest/{rid}" in u for rid in moved_before for _, u in w.expert.requests)
+
+
+def test_the_state_file_is_written_in_groups(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each change is in the file when the call returns; changes that fall due while a write is
+    under way go out together in the next one."""
+    batch_module = importlib.import_module("fhir_so.workflow.batch")
+    real = batch_module.write_atomic
+    writes: list[set[str]] = []
+
+    def slow_write(path: Path, text: bytes) -> None:
+        time.sleep(0.003)  # a disk: lets other threads' changes pile up meanwhile
+        writes.append({rid for rid, c in json.loads(text)["cases"].items() if "outcome" in c})
+        real(path, text)
+
+    monkeypatch.setattr(batch_module, "write_atomic", slow_write)
+    path = tmp_path / "b.json"
+    state = BatchState.open(path, {"k": 1})
+    cases, steps = 8, 4
+
+    def one(i: int) -> None:
+        rid = str(i)
+        for step in range(steps):
+            state.save_running(rid, {"steps": {f"s{step}": {}}})
+            assert json.loads(path.read_text())["cases"][rid] == {"running": {"steps": {f"s{step}": {}}}}
+        state.finish(CaseResult(rid, "moved", case_id=f"c{i}"))
+        assert json.loads(path.read_text())["cases"][rid] == {"outcome": "moved", "case_id": f"c{i}"}
+        assert any(rid in done for done in list(writes))
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(one, range(cases)))
+    assert len(writes) < cases * (steps + 1)  # grouped
+    reopened = BatchState.open(path, {"k": 1})
+    assert all(reopened.finished(str(i)) is not None for i in range(cases))
+
+
+def test_a_case_writes_the_file_twice_its_push_and_its_finish(
+    rsps: responses.RequestsMock, first_case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only what must outlive a kill is written at once: the push (until its Provenance is written),
+    and the finished case; a refused case only its finish."""
+    batch_module = importlib.import_module("fhir_so.workflow.batch")
+    real = batch_module.write_atomic
+    written: list[dict[str, Any]] = []
+
+    def record(path: Path, text: bytes) -> None:
+        written.append(json.loads(text)["cases"])
+        real(path, text)
+
+    monkeypatch.setattr(batch_module, "write_atomic", record)
+    w = World(rsps, [variant(first_case, n, refuse=n == 1) for n in range(3)])
+    result = transfer_all(w.src, w.dst, state=tmp_path / "b.json", jobs=1, clock=clock)
+    assert len(result.moved) == 2 and len(result.refused) == 1
+    assert len(written) == 2 * 2 + 1
+    steps = [sorted(c["running"]["steps"]) for cases in written for c in cases.values() if "running" in c]
+    assert steps == [["pulled", "pushed"]] * 2  # the push, written before the Provenance
+    finished = [sorted(rid for rid, c in cases.items() if "outcome" in c) for cases in written]
+    assert [len(f) for f in finished] == [0, 1, 2, 2, 3]  # each finish
 
 
 def test_a_server_failure_is_exit_3_and_the_next_run_retries_it(rsps: responses.RequestsMock, first_case: Case, tmp_path: Path) -> None:
