@@ -13,7 +13,8 @@ A case is gathered with a handful of searches, each followed lazily page by page
 
 When the server's CapabilityStatement declares the reverse includes
 ``DocumentReference:related`` and ``DiagnosticReport:based-on`` for ServiceRequest (HAPI
-does), searches 1-3 are one: the request search also asks for them (``_revinclude``), and
+does), searches 1-3 are one: the request search also asks for them (``_revinclude``; the
+Task too where ``Task:focus`` is declared), and
 step 4 fetches the authors and performers it did not bring. A server caps the includes of a
 page (HAPI and Microsoft's server at 1000 by default) and may cut them short with no more than a
 warning, so that one answer is trusted only when it holds fewer than
@@ -74,6 +75,10 @@ _SR_REVINCLUDES = ("DocumentReference:related", "DiagnosticReport:based-on")
 # ... and the parties those name (R4 ``:iterate``; a server that ignores it leaves them to step 4)
 _ITERATE = ("DocumentReference:author", "DiagnosticReport:performer")
 _REVINCLUDED = frozenset(r.split(":")[0] for r in _SR_REVINCLUDES)
+# The referral's Task (one per case, on the expert's server) joins the request search too where
+# the server declares that reverse include; else it is a search of its own.
+_TASK_REVINCLUDE = "Task:focus"
+_TASK_ITERATE = "Task:owner"
 #: One search's reverse includes are trusted to be complete below this many (far under any server's cap).
 REVINCLUDE_TRUST = 50
 
@@ -170,8 +175,13 @@ class CaseCollector:
         self.add_search(
             self.client.search("DiagnosticReport", {"based-on": ref}).include("DiagnosticReport:performer")
         )
+        self.add_task(request)
+
+    def add_task(self, request: Mapping[str, Any]) -> None:
+        """The referral's Task of one ServiceRequest."""
+        ref = f"ServiceRequest/{request['id']}"
         # the Task changes most often (every step of the second physician): never a cached answer
-        self.add_search(self.client.search("Task", focus=ref).include("Task:owner").with_headers({"Cache-Control": "no-cache"}))
+        self.add_search(self.client.search("Task", focus=ref).include(_TASK_ITERATE).with_headers({"Cache-Control": "no-cache"}))
 
     def bundle(self) -> Resource:
         """A collection Bundle, ServiceRequests first, with absolute fullUrls."""
@@ -209,31 +219,41 @@ def find_request_id(client: FhirClient, case_id: str) -> str:
     return str(matches[0]["id"])
 
 
-def revincludes_declared(client: FhirClient) -> bool:
-    """Whether the server declares the reverse includes of a case's records and opinions on ServiceRequest."""
+def _declared_revincludes(client: FhirClient) -> list[str]:
+    """The reverse includes the server's CapabilityStatement declares on ServiceRequest."""
     try:
         capabilities = client.capabilities()
     except FhirSoError:
-        return False  # no usable CapabilityStatement: the separate searches need none
+        return []  # no usable CapabilityStatement: the separate searches need none
     for rest in capabilities.get("rest") or []:
         if not isinstance(rest, dict) or rest.get("mode", "server") != "server":
             continue
         for resource in rest.get("resource") or []:
             if isinstance(resource, dict) and resource.get("type") == "ServiceRequest":
                 declared = resource.get("searchRevInclude") or []
-                return isinstance(declared, list) and all(r in declared for r in _SR_REVINCLUDES)
-    return False
+                return [str(r) for r in declared] if isinstance(declared, list) else []
+    return []
+
+
+def revincludes_declared(client: FhirClient) -> bool:
+    """Whether the server declares the reverse includes of a case's records and opinions on ServiceRequest."""
+    declared = _declared_revincludes(client)
+    return all(r in declared for r in _SR_REVINCLUDES)
 
 
 def _collect_request(collector: CaseCollector, *, request_id: str | None, case_id: str | None) -> Resource:
     """Step 1 (with 2 and 3 folded in where the server allows; see the module's docstring): the request."""
     client = collector.client
     search = request_search(client, request_id=request_id, case_id=case_id)
-    combined = revincludes_declared(client)
+    declared = _declared_revincludes(client)
+    combined = all(r in declared for r in _SR_REVINCLUDES)
+    with_task = combined and _TASK_REVINCLUDE in declared
     entries: list[SearchEntry] = []
     if combined:
+        reverse = (*_SR_REVINCLUDES, _TASK_REVINCLUDE) if with_task else _SR_REVINCLUDES
+        iterate = (*_ITERATE, _TASK_ITERATE) if with_task else _ITERATE
         try:
-            entries = list(search.include(*_SR_REVINCLUDES, reverse=True).include(*_ITERATE, iterate=True).entries())
+            entries = list(search.include(*reverse, reverse=True).include(*iterate, iterate=True).entries())
         except HttpError as exc:
             if exc.status != HTTPStatus.BAD_REQUEST:
                 raise
@@ -261,6 +281,8 @@ def _collect_request(collector: CaseCollector, *, request_id: str | None, case_i
         raise InputError(f"{client.base_url} has several ServiceRequests for case {case_id} ({ids}); pull one with --request")
     if not complete or pointing >= REVINCLUDE_TRUST:
         collector.add_case(matches[0])
+    elif not with_task:
+        collector.add_task(matches[0])
     return matches[0]
 
 

@@ -172,21 +172,22 @@ class TaskResult:
 # -- finding and reading ---------------------------------------------------------------------
 
 
-def _task_id_for(client: FhirClient, case_id: str) -> str | None:
+def _task_for(client: FhirClient, case_id: str) -> dict[str, Any] | None:
+    # A fresh search (no-cache, checked by the client) returns the current version: no read by id after it.
     search = client.search("Task", identifier=f"{term.SID_TASK}|{case_id}").with_headers(_NO_CACHE)
-    ids = sorted({str(r.get("id")) for r in search if r.get("id")})
-    if len(ids) > 1:
-        raise InputError(f"{client.base_url} has several Tasks for case {case_id} ({', '.join(ids)}); one case has one Task")
-    return ids[0] if ids else None
+    found = {str(r.get("id")): r for r in search if r.get("id")}
+    if len(found) > 1:
+        raise InputError(f"{client.base_url} has several Tasks for case {case_id} ({', '.join(sorted(found))}); one case has one Task")
+    return next(iter(found.values()), None)
 
 
 def find_task(client: FhirClient, case_id: str, *, required: bool = True) -> dict[str, Any] | None:
-    """The case's Task as the server holds it now (read by id after the identifier search).
+    """The case's Task as the server holds it now (one fresh identifier search).
 
     CaseNotFoundError (exit 2) when there is none and ``required``; else None.
     """
-    task_id = _task_id_for(client, case_id)
-    if task_id is None:
+    task = _task_for(client, case_id)
+    if task is None:
         if not required:
             return None
         raise CaseNotFoundError(
@@ -194,7 +195,7 @@ def find_task(client: FhirClient, case_id: str, *, required: bool = True) -> dic
             server=client.base_url,
             case_id=case_id,
         )
-    return client.read("Task", task_id)
+    return task
 
 
 def _current_task(client: FhirClient, case_id: str) -> dict[str, Any]:
@@ -267,9 +268,10 @@ def with_history(client: FhirClient, case: Case, task_id: str | None = None, cur
     if case.task is None:
         return case
     if task_id is None:
-        task_id = _task_id_for(client, case.case_id)
-    if task_id is None:
-        return case
+        found = _task_for(client, case.case_id)
+        if found is None:
+            return case
+        task_id, current = str(found.get("id")), current or _version(found)
     return case.with_task(case.task.model_copy(update={"history": task_history(client, task_id, current)}))
 
 
@@ -520,6 +522,8 @@ class TaskEntry:
 
     entry: dict[str, Any] | None
     line: str | None
+    # the status of the Task already on the destination (None: none yet), read while planning
+    found_status: str | None = None
 
 
 def transfer_task_entry(destination: FhirClient, outgoing: Case, bundle: Mapping[str, Any], now: str) -> TaskEntry:
@@ -548,7 +552,7 @@ def transfer_task_entry(destination: FhirClient, outgoing: Case, bundle: Mapping
     new = [url for value, url in sorted(records.items()) if value not in present]
     task_id = str(existing.get("id"))
     if not new:
-        return TaskEntry(None, None)
+        return TaskEntry(None, None, existing.get("status"))
     updated = {k: v for k, v in existing.items() if k != "text"}
     updated["input"] = [*(existing.get("input") or []), *(io_entry("record", valueReference={"reference": u}) for u in new)]
     updated["lastModified"] = now
@@ -557,7 +561,7 @@ def transfer_task_entry(destination: FhirClient, outgoing: Case, bundle: Mapping
         "resource": _ordered(updated),
         "request": {"method": "PUT", "url": f"Task/{task_id}", "ifMatch": f'W/"{_version(existing)}"'},
     }
-    return TaskEntry(entry, f"Task/{task_id} ({existing.get('status')}): {len(new)} more record(s) as input")
+    return TaskEntry(entry, f"Task/{task_id} ({existing.get('status')}): {len(new)} more record(s) as input", existing.get("status"))
 
 
 def task_events(events: Iterable[TaskEvent]) -> list[dict[str, Any]]:

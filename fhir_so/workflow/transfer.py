@@ -83,6 +83,9 @@ class Plan:
     stat: bool
     author: str | None
     bundle: dict[str, Any] = field(repr=False, compare=False)
+    # False when planning saw no Task on hold on the destination, so no ask can be open and the
+    # transfer need not look again; a plan read back from a state file does not know (True).
+    ask_possible: bool = field(default=True, repr=False, compare=False)
 
     def to_state(self) -> dict[str, Any]:
         return {
@@ -269,6 +272,7 @@ def _plan_records(source: FhirClient, destination: FhirClient, request_id: str, 
         case.is_stat,
         _identifier_key(case.requester),
         bundle,
+        ask_possible=task.found_status == "on-hold",
     )
 
 
@@ -591,7 +595,7 @@ def transfer(
         # records out answers the second physician's ask, if one is open (after the records moved)
         # (a run that found everything done by an earlier one asks nothing: that transfer is over)
         ask = None
-        if direction == "records" and "done" not in done_before:
+        if direction == "records" and "done" not in done_before and plan.ask_possible:
             ask = answer_ask(source, destination, request_id, case_id=plan.case_id, clock=clock, dry_run=dry_run)
         return TransferResult(direction, source.base_url, destination.base_url, request_id, plan, dry_run,
                               progress.transfer_id, pushed, provenance, done_before, ask)

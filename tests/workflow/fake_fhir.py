@@ -130,7 +130,7 @@ class FakeFhir(BaseAdapter):
             rest: Resource = {"mode": "server", "interaction": [{"code": "transaction"}, {"code": "batch"}]}
             if self.revinclude:
                 rest["resource"] = [{"type": "ServiceRequest", "searchRevInclude": [
-                    f"{t}:{n}" for t, n in REFERENCE_PARAMS if n in ("related", "based-on")]}]
+                    f"{t}:{n}" for t, n in REFERENCE_PARAMS if n in ("related", "based-on", "focus")]}]
             return 200, {"resourceType": "CapabilityStatement", "status": "active", "fhirVersion": "4.0.1", "rest": [rest]}, {}
         if method == "POST" and path == "":
             return self.transaction(body)

@@ -169,9 +169,10 @@ def test_jobs_1_runs_one_case_at_a_time(rsps: responses.RequestsMock, first_case
 
 def test_round_trips_per_case(rsps: responses.RequestsMock, first_case: Case) -> None:
     """What a moved case costs: two reads of the source (the request with its records, opinions and
-    parties; the patient's privacy consents with their actors), two transactions on the destination
-    (the case; its Provenance). Beyond that, per batch: the selection's pages and at most one
-    CapabilityStatement per server (the workers' clients share it)."""
+    parties; the patient's privacy consents with their actors), one fresh search for the case's Task
+    on the destination and two transactions there (the case with its Task; its Provenance).
+    Beyond that, per batch: the selection's pages and at most one CapabilityStatement per server
+    (the workers' clients share it)."""
     n, jobs = 6, 2
     w = World(rsps, [variant(first_case, i) for i in range(n)])
     w.src, w.dst = FhirClient(BASE, retries=quick_policy()), FhirClient(OTHER, retries=quick_policy())  # nothing cached
@@ -191,6 +192,7 @@ def test_round_trips_per_case(rsps: responses.RequestsMock, first_case: Case) ->
     assert source.pop("GET /Consent") == n
     assert source.pop("GET /metadata", 0) <= 1 and not source  # nothing else: no read by _id
     assert destination.pop("POST /") == 2 * n
+    assert destination.pop("GET /Task") == n  # no ask can be open on a Task created by this transfer: no second look
     assert destination.pop("GET /metadata", 0) <= 1 and not destination
 
 
