@@ -12,7 +12,7 @@ import base64
 import mimetypes
 import os
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, Callable, get_args
 
 import click
 from pydantic import ValidationError
@@ -44,40 +44,43 @@ def _render(result: TaskResult, as_json: bool) -> None:
             click.echo(line)
 
 
-@click.command("accept")
-@server_option
-@case_option
-@version_option
-@timeout_option
-@json_option
-@pass_app
-@translate_errors
-def accept_command(app: App, server: str | None, case_id: str, expected_version: str | None, timeout: float, as_json: bool) -> None:
+def _plain_step(name: str, step: Callable[..., TaskResult], help_text: str) -> click.Command:
+    """A step that takes nothing but the case (accept, start): one command each, one body."""
+
+    @click.command(name, help=help_text)
+    @server_option
+    @case_option
+    @version_option
+    @timeout_option
+    @json_option
+    @pass_app
+    @translate_errors
+    def command(app: App, server: str | None, case_id: str, expected_version: str | None, timeout: float, as_json: bool) -> None:
+        _render(step(app.client(server, timeout=timeout), case_id, expected_version=expected_version), as_json)
+
+    return command
+
+
+accept_command = _plain_step(
+    "accept",
+    task_accept,
     """The second physician takes the case: requested (or on-hold) -> accepted.
 
     \b
     Example:
       fhir-so task accept --server http://127.0.0.1:8091/fhir --case so-2026-uro-0417
-    """
-    _render(task_accept(app.client(server, timeout=timeout), case_id, expected_version=expected_version), as_json)
-
-
-@click.command("start")
-@server_option
-@case_option
-@version_option
-@timeout_option
-@json_option
-@pass_app
-@translate_errors
-def start_command(app: App, server: str | None, case_id: str, expected_version: str | None, timeout: float, as_json: bool) -> None:
+    """,
+)
+start_command = _plain_step(
+    "start",
+    task_start,
     """The second physician starts the review: accepted (or on-hold) -> in-progress.
 
     \b
     Example:
       fhir-so task start --server http://127.0.0.1:8091/fhir --case so-2026-uro-0417
-    """
-    _render(task_start(app.client(server, timeout=timeout), case_id, expected_version=expected_version), as_json)
+    """,
+)
 
 
 @click.command("decline")

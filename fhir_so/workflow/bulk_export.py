@@ -27,6 +27,7 @@ server (the spec's way of saying the files may go) unless ``keep_job``.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -38,7 +39,8 @@ import orjson
 from fhir_so.client import FhirClient
 from fhir_so.client.bulk import MAX_FILE_BYTES, BulkClient, ExportRequest, Manifest, NdjsonSink, PollPolicy, Status
 from fhir_so.errors import FhirSoError, InputError, NotFoundError
-from fhir_so.jsonio import atomic_writer, dumps, load_json, write_atomic
+from fhir_so.jsonio import atomic_writer, dumps, write_atomic
+from fhir_so.workflow.state import read_state_file
 
 __all__ = ["ExportCancelled", "ExportEvents", "ExportResult", "STATE_FILE", "export"]
 
@@ -131,21 +133,19 @@ class ExportResult:
         return lines
 
 
+def _describe(key: Any) -> str:
+    if not isinstance(key, dict):
+        return "an unknown one"
+    return f"{key.get('server')} {json.dumps(key.get('request'), sort_keys=True)}"
+
+
 class _State:
     def __init__(self, path: Path, key: dict[str, Any]) -> None:
         self.path = path
         self.key = key
-        data: Any = None
-        if path.exists():
-            data = load_json(path)
-            if not isinstance(data, dict) or data.get("format") != STATE_FORMAT or not isinstance(data.get("files"), dict):
-                raise InputError(f"not a fhir-so export state file (expected format {STATE_FORMAT})", source=str(path))
-            if data.get("export") != key:
-                raise InputError(
-                    "this folder holds another export (another server or other parameters); give another -o folder",
-                    source=str(path),
-                    location="$.export",
-                )
+        data = read_state_file(
+            path, fmt=STATE_FORMAT, kind="export", items="files", key=key, describe=_describe, remedy="give another -o folder"
+        )
         self.data: dict[str, Any] = data or self.fresh()
 
     def fresh(self) -> dict[str, Any]:

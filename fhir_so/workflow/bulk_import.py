@@ -56,6 +56,7 @@ from fhir_so.client.urls import check_type
 from fhir_so.errors import InputError, ServerError, excerpt
 from fhir_so.fhirtypes import is_fhir_id
 from fhir_so.jsonio import dumps, load_json, open_regular, write_atomic
+from fhir_so.workflow.state import read_state_file
 from fhir_so.references import iter_references
 from fhir_so.workflow.push import classify_entry
 
@@ -221,18 +222,14 @@ def import_ndjson(
 
 
 def _load_state(path: Path, key: dict[str, str]) -> dict[str, Any]:
-    if not path.exists():
-        return {"format": STATE_FORMAT, "import": key, "map": {}, "external": {}}
-    data = load_json(path)
-    if not isinstance(data, dict) or data.get("format") != STATE_FORMAT or not isinstance(data.get("map"), dict):
-        raise InputError(f"not a fhir-so import state file (expected format {STATE_FORMAT})", source=str(path))
-    if data.get("import") != key:
-        raise InputError(
-            "this state file belongs to another import (another server or source); give another --state file",
-            source=str(path),
-            location="$.import",
-        )
-    return data
+    data = read_state_file(path, fmt=STATE_FORMAT, kind="import", items="map", key=key, describe=_describe)
+    return data if data is not None else {"format": STATE_FORMAT, "import": key, "map": {}, "external": {}}
+
+
+def _describe(key: Any) -> str:
+    if not isinstance(key, dict):
+        return "an unknown one"
+    return f"{key.get('source')} into {key.get('server')}"
 
 
 def _lines(path: Path) -> Iterator[tuple[int, int, bytes | None]]:

@@ -113,12 +113,20 @@ def _describe(key: Any) -> str:
 
 
 def read_state_file(
-    p: Path, *, fmt: str, kind: str, items: str, key: Any, describe: Callable[[Any], str]
+    p: Path,
+    *,
+    fmt: str,
+    kind: str,
+    items: str,
+    key: Any,
+    describe: Callable[[Any], str],
+    remedy: str = "give a new --state file",
 ) -> dict[str, Any] | None:
     """A state file's JSON when it belongs to ``key`` (None: no file yet, a fresh start).
 
     The file's ``format`` must be ``fmt``, its ``items`` an object and its ``kind`` field equal
-    to ``key``; anything else is an InputError naming the file and the place (exit 2).
+    to ``key``; anything else is an InputError naming the file and the place (exit 2) and, for a
+    file of another run, what to do (``remedy``).
     """
     if not p.exists():
         if not p.absolute().parent.is_dir():
@@ -131,7 +139,7 @@ def read_state_file(
         raise InputError(f"the state file has no {items} object", source=str(p), location=f"$.{items}")
     if data.get(kind) != key:
         raise InputError(
-            f"this state file belongs to another {kind} ({describe(data.get(kind))}), not {describe(key)}; give a new --state file",
+            f"this state file belongs to another {kind} ({describe(data.get(kind))}), not {describe(key)}; {remedy}",
             source=str(p),
             location=f"$.{kind}",
         )
