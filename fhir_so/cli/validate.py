@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
@@ -84,31 +84,20 @@ def validate_command(
     if scheduler and jobs > 1:
         raise InputError("--jobs runs local processes, --scheduler a Dask cluster: give one of them")
     results: Iterable[ResultLike]
+    # NAME#VERSION not yet in the cache is installed from the registries on first use; later runs are offline
+    common: dict[str, Any] = {
+        "profiles": profiles,
+        "packages": packages,
+        "business_rules": rule_set == "transfer",
+        "registry": registry_factory(registries),
+        "on_warning": lambda warning: info(f"warning: {warning}"),
+    }
     if jobs > 1 or scheduler:
         results = validate_parallel(
-            paths,
-            jobs=None if scheduler else jobs,
-            scheduler=scheduler,
-            profiles=profiles,
-            packages=packages,
-            business_rules=rule_set == "transfer",
-            registry=registry_factory(registries),
-            on_warning=lambda warning: info(f"warning: {warning}"),
-            chunk_size=chunk_size,
-            timeout=timeout,
+            paths, jobs=None if scheduler else jobs, scheduler=scheduler, chunk_size=chunk_size, timeout=timeout, **common
         )
     else:
-        client = app.client(server, timeout=timeout) if server else None
-        results = validate(
-            paths,
-            profiles=profiles,
-            packages=packages,
-            client=client,
-            business_rules=rule_set == "transfer",
-            # NAME#VERSION not yet in the cache is installed from the registries on first use; later runs are offline
-            registry=registry_factory(registries),
-            on_warning=lambda warning: info(f"warning: {warning}"),
-        )
+        results = validate(paths, client=app.client(server, timeout=timeout) if server else None, **common)
     # progress only on a terminal, and only when the report does not go to that same terminal
     progress = _progress if sys.stderr.isatty() and (output or not sys.stdout.isatty()) else None
     if output:
