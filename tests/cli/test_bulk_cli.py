@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from fhir_so.cli.app import App
 BASE = "http://fhir.example.org/r4"
 STATUS = f"{BASE}/$export-poll-status?_jobId=j1"
 FAST = ["--max-poll-interval", "0.1"]
+# a fake bearer token made per run: no credential, however fake, is written in the repo
+TOKEN = f"tok-CLI-{secrets.token_hex(5)}"
 
 
 def ndjson(*resources: dict[str, Any]) -> str:
@@ -69,7 +72,7 @@ def calls(rsps: responses.RequestsMock, method: str, url: str) -> int:
 def test_export_downloads_verifies_and_deletes_the_job(rsps: responses.RequestsMock, tmp_path: Path) -> None:
     serve_export(rsps)
     out = tmp_path / "out"
-    result = run("export", "--server", BASE, "-o", str(out), "--json", *FAST, env={"FHIR_SO_TOKEN": "abcdefgh12345"})
+    result = run("export", "--server", BASE, "-o", str(out), "--json", *FAST, env={"FHIR_SO_TOKEN": TOKEN})
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["counts"] == {"Patient": 2, "ServiceRequest": 1} and report["jobDeleted"] is True
@@ -78,7 +81,7 @@ def test_export_downloads_verifies_and_deletes_the_job(rsps: responses.RequestsM
     assert json.loads((out / "manifest.json").read_text()) == manifest()
     assert calls(rsps, "DELETE", STATUS) == 1
     # the token went to the server's origin for the kick-off, the polls and the files (requiresAccessToken)
-    assert all(c.request.headers.get("Authorization") == "Bearer abcdefgh12345" for c in rsps.calls)
+    assert all(c.request.headers.get("Authorization") == f"Bearer {TOKEN}" for c in rsps.calls)
 
 
 def test_a_rerun_after_a_kill_polls_the_same_job_and_skips_finished_files(rsps: responses.RequestsMock, tmp_path: Path) -> None:
@@ -172,9 +175,9 @@ def test_error_files_are_saved_and_reported_with_exit_3(rsps: responses.Requests
 
 def test_a_hostile_manifest_is_exit_3_and_no_file_is_fetched(rsps: responses.RequestsMock, tmp_path: Path) -> None:
     serve_export(rsps, manifest(output=[{"type": "Patient", "url": "http://attacker.example.net/collect"}]))
-    result = run("export", "--server", BASE, "-o", str(tmp_path / "out"), *FAST, env={"FHIR_SO_TOKEN": "abcdefgh12345"})
+    result = run("export", "--server", BASE, "-o", str(tmp_path / "out"), *FAST, env={"FHIR_SO_TOKEN": TOKEN})
     assert result.exit_code == 3
-    assert "outside the server's origin" in result.stderr and "abcdefgh12345" not in result.output
+    assert "outside the server's origin" in result.stderr and TOKEN not in result.output
     assert not any("attacker" in c.request.url for c in rsps.calls)
 
 
