@@ -469,8 +469,8 @@ def answer_ask(
     if not asked:
         return None
     task_ref = f"Task/{task.get('id')}"
-    pulled = pull_bundle(source, request_id=request_id)
-    verdict = records_verdict(pulled, clock(), consents=patient_consents(source, pulled), source=f"{source.base_url}/")
+    pulled, consents = pull_with_consents(source, request_id=request_id)
+    verdict = records_verdict(pulled, clock(), consents=consents, source=f"{source.base_url}/")
     kinds: dict[str, list[str]] = {}
     for entry in pulled.get("entry") or []:
         resource = entry.get("resource") or {}
